@@ -1,0 +1,65 @@
+"""The `swarm-node` command line: parses the subcommand and hands over to `node.commands.<name>`.
+
+Subcommand modules are imported only when chosen, so `swarm-node --help` stays fast (no torch import).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import sys
+from collections.abc import Sequence
+
+from node import __version__
+
+COMMANDS: dict[str, str] = {
+    "join": "take part in a swarm: train, publish, fetch, merge",
+    "demo": "start a bootstrap and several peers on this machine and show them learn",
+    "simulate": "run many virtual peers in one process (research experiments)",
+    "publish": "put a snapshot file in IPFS and announce it to a swarm",
+    "inspect": "show what a snapshot file or CID holds",
+    "status": "live view of a node already running on this machine",
+}
+
+
+def _module_name(command: str) -> str:
+    return f"node.commands.{command}"
+
+
+def _is_built(command: str) -> bool:
+    return importlib.util.find_spec(_module_name(command)) is not None
+
+
+def build_parser(chosen: str | None = None) -> argparse.ArgumentParser:
+    """The parser; only the `chosen` subcommand's module is imported to add its arguments."""
+    parser = argparse.ArgumentParser(
+        prog="swarm-node",
+        description="Decentralized, privacy-preserving deep learning: train on your own data, "
+        "share only weights over IPFS + libp2p gossipsub.",
+    )
+    parser.add_argument("--version", action="version", version=f"swarm-node {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, summary in COMMANDS.items():
+        p = sub.add_parser(name, help=summary, description=summary)
+        if name == chosen and _is_built(name):
+            importlib.import_module(_module_name(name)).add_arguments(p)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    chosen = argv[0] if argv and argv[0] in COMMANDS else None
+    parser = build_parser(chosen)
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    if not _is_built(args.command):
+        print(f"swarm-node {args.command}: not built yet", file=sys.stderr)
+        return 2
+    return int(importlib.import_module(_module_name(args.command)).run(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
