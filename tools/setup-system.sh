@@ -2,9 +2,10 @@
 # Installs the system packages swarm-node needs, when run as root with apt; otherwise says what is missing.
 # gcc + libgmp-dev: libp2p's fastecdsa builds from source. dataset-fashion-mnist: the real data set.
 # nodejs + npm: the pinned js-ipfs test daemon (tools/ipfs). iproute2 + util-linux: loopback-only test namespace.
+# docker-compose + shellcheck: static validation of docker/ (no engine needed).
 set -euo pipefail
 need=()
-for pkg in gcc libgmp-dev dataset-fashion-mnist iproute2 util-linux; do
+for pkg in gcc libgmp-dev dataset-fashion-mnist iproute2 util-linux docker-compose shellcheck; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || need+=(nodejs npm)

@@ -1,0 +1,86 @@
+#!/usr/bin/env python3
+"""Replay a fault schedule (docker/fault_schedule.py format) against the compose containers.
+
+    python3 docker/faults.py docker/faults.example.jsonl            # replay in real time
+    python3 docker/faults.py docker/faults.example.jsonl --dry-run  # print the docker commands only
+
+Each action becomes one `docker` command (kill, start, pause, unpause, network disconnect/connect) on
+the container `<prefix><target>` (compose.py names containers `swarm-<service>`). A failed command is
+logged and the replay goes on: a chaos run must not stop because one fault did not apply.
+Standard library only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+
+from fault_schedule import Fault, ScheduleError, load
+
+DOCKER_TIMEOUT_S = 60.0
+
+
+def docker_command(fault: Fault, *, prefix: str, network: str) -> list[str]:
+    container = prefix + fault.target
+    if fault.action in ("disconnect", "connect"):
+        return ["docker", "network", fault.action, network, container]
+    return ["docker", fault.action, container]
+
+
+def run_docker(cmd: list[str]) -> str | None:
+    """Run one docker command; the error text when it failed, None when it worked."""
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=DOCKER_TIMEOUT_S)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return str(exc)
+    return None if done.returncode == 0 else (done.stderr.strip().splitlines() or ["failed"])[-1]
+
+
+def replay(faults: Sequence[Fault], *, prefix: str, network: str, speed: float = 1.0,
+           runner: Callable[[list[str]], str | None] = run_docker,
+           clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep) -> int:
+    """Apply every fault at its time (divided by `speed`); returns how many commands failed."""
+    failed = 0
+    t0 = clock()
+    for fault in faults:
+        wait = t0 + fault.t / speed - clock()
+        if wait > 0:
+            sleep(wait)
+        cmd = docker_command(fault, prefix=prefix, network=network)
+        error = runner(cmd)
+        status = "ok" if error is None else f"FAILED: {error}"
+        print(f"t={fault.t:7.1f}s {fault.action:<10} {fault.target:<12} {status}", flush=True)
+        failed += error is not None
+    return failed
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description="Replay a fault schedule with docker commands.")
+    p.add_argument("schedule", help="JSON-lines fault schedule (see docker/README.md)")
+    p.add_argument("--prefix", default="swarm-", help="container name = prefix + target (default swarm-)")
+    p.add_argument("--network", default="swarm-net", help="network of disconnect/connect")
+    p.add_argument("--speed", type=float, default=1.0, help="time factor: 2 replays twice as fast")
+    p.add_argument("--dry-run", action="store_true", help="print the docker commands, run nothing")
+    args = p.parse_args(argv)
+    if args.speed <= 0:
+        print("faults: --speed must be > 0", file=sys.stderr)
+        return 2
+    try:
+        faults = load(args.schedule)
+    except (ScheduleError, OSError) as exc:
+        print(f"faults: {args.schedule}: {exc}", file=sys.stderr)
+        return 2
+    if args.dry_run:
+        for fault in faults:
+            print(f"{fault.t:g}\t{' '.join(docker_command(fault, prefix=args.prefix, network=args.network))}")
+        return 0
+    failed = replay(faults, prefix=args.prefix, network=args.network, speed=args.speed)
+    print(f"faults: {len(faults)} actions, {failed} failed", flush=True)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,63 @@
+"""Checkpoints: everything a node needs to resume after `kill -9`, written atomically every round.
+
+A checkpoint holds the model and optimizer state, the round, the peer table, the strategy state
+(DAC priors, PANM bag) and the privacy accountant. It is loaded with `weights_only=True`: a
+checkpoint file is data, never code.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from storage.atomic import write_atomic
+
+CHECKPOINT_FILE = "checkpoint.pt"
+FORMAT = 1
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint exists but cannot be used; the message says what to do."""
+
+
+@dataclass
+class Checkpoint:
+    peer_id: str
+    round: int
+    model: dict[str, torch.Tensor]
+    optimizer: dict[str, Any]
+    strategy: dict[str, Any] = field(default_factory=dict)
+    peers: list[dict[str, Any]] = field(default_factory=list)
+    privacy: dict[str, Any] = field(default_factory=dict)
+    last_cid: str = ""
+
+
+def save(data_dir: Path, checkpoint: Checkpoint) -> None:
+    buffer = io.BytesIO()
+    torch.save({"format": FORMAT, **checkpoint.__dict__}, buffer)
+    write_atomic(Path(data_dir) / CHECKPOINT_FILE, buffer.getvalue())
+
+
+def load(data_dir: Path) -> Checkpoint | None:
+    """The node's checkpoint, or None when it starts fresh."""
+    path = Path(data_dir) / CHECKPOINT_FILE
+    if not path.exists():
+        return None
+    try:
+        record = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise CheckpointError(
+            f"checkpoint {path} is unreadable ({exc.__class__.__name__}); move it away to start fresh"
+        ) from exc
+    if not isinstance(record, dict) or record.pop("format", None) != FORMAT:
+        raise CheckpointError(f"checkpoint {path} has an unknown format; move it away to start fresh")
+    try:
+        return Checkpoint(**record)
+    except TypeError as exc:
+        raise CheckpointError(
+            f"checkpoint {path} is incomplete ({exc}); move it away to start fresh"
+        ) from exc

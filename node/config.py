@@ -1,0 +1,141 @@
+"""`swarm-node join` settings: defaults < TOML file (`--config`) < environment (`SWARM_*`) < flags.
+
+Every setting is a field of `NodeConfig`; the environment variable of field `foo_bar` is
+`SWARM_FOO_BAR` (lists comma-separated), and the TOML key is `foo_bar` (top level or under `[node]`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROLES = ("trainer", "pinner", "observer")
+DEFAULT_IPFS_API = "/ip4/127.0.0.1/tcp/5001"
+
+
+class ConfigError(ValueError):
+    """A setting is unknown or has a value of the wrong kind; the message names it."""
+
+
+@dataclass
+class NodeConfig:
+    swarm: str = "default"
+    bootstrap: list[str] = field(default_factory=list)
+    listen: str = "/ip4/127.0.0.1/tcp/0"
+    ipfs_api: str = ""
+    data_dir: Path = Path("swarm-data")
+    role: str = "trainer"
+    # What this peer trains on: a shard of a research data set, or a folder of the user's own images.
+    dataset: str = "fashion-mnist"
+    partition: str = "rotation"
+    clients: int = 4
+    client: int = 0
+    samples_per_client: int = 400
+    image_folder: str = ""
+    model: str = ""
+    strategy: str = "dac"
+    similarity: str = "inverse-loss"
+    neighbours: int = 2
+    tau: float = 30.0
+    encoding: str = "fp32"
+    merge: str = "mean"
+    device: str = "auto"
+    rounds: int = 0
+    local_epochs: int = 1
+    batch_size: int = 32
+    lr: float = 1e-3
+    max_steps_per_round: int = 0
+    round_interval_s: float = 0.0
+    fetch_timeout_s: float = 20.0
+    max_snapshot_mb: float = 256.0
+    seed: int = 0
+    dp_epsilon: float = 0.0
+    dp_delta: float = 1e-5
+    dp_max_grad_norm: float = 1.0
+    headless: bool = False
+
+    def __post_init__(self) -> None:
+        if self.role not in ROLES:
+            raise ConfigError(f"role {self.role!r} is not one of {', '.join(ROLES)}")
+        if not 0 <= self.client < max(self.clients, 1):
+            raise ConfigError(f"client {self.client} is outside 0..{self.clients - 1} (of --clients)")
+        self.data_dir = Path(self.data_dir)
+
+
+def _field_types() -> dict[str, Any]:
+    return typing.get_type_hints(NodeConfig)
+
+
+def _coerce(name: str, raw: Any, kind: Any) -> Any:
+    origin = typing.get_origin(kind)
+    try:
+        if origin is list:
+            items = raw.split(",") if isinstance(raw, str) else list(raw)
+            return [str(item).strip() for item in items if str(item).strip()]
+        if kind is bool:
+            if isinstance(raw, bool):
+                return raw
+            if str(raw).lower() in ("1", "true", "yes", "on"):
+                return True
+            if str(raw).lower() in ("0", "false", "no", "off", ""):
+                return False
+            raise ValueError(raw)
+        if isinstance(kind, types.UnionType):
+            kind = next(k for k in typing.get_args(kind) if k is not type(None))
+        return kind(raw)
+    except (TypeError, ValueError):
+        kind_name = getattr(kind, "__name__", kind)
+        raise ConfigError(f"setting {name}: {raw!r} is not a valid {kind_name}") from None
+
+
+def settings_from(source: Mapping[str, Any], origin: str) -> dict[str, Any]:
+    """Typed settings from a mapping of names to raw values; unknown names are an error."""
+    kinds = _field_types()
+    out = {}
+    for name, raw in source.items():
+        key = name.replace("-", "_")
+        if key not in kinds:
+            raise ConfigError(f"{origin}: unknown setting {name!r}; see `swarm-node join --help`")
+        out[key] = _coerce(key, raw, kinds[key])
+    return out
+
+
+def settings_from_env(env: Mapping[str, str]) -> dict[str, Any]:
+    known = {f"SWARM_{name.upper()}": name for name in _field_types()}
+    return settings_from({known[k]: v for k, v in env.items() if k in known}, "environment")
+
+
+def settings_from_toml(path: Path) -> dict[str, Any]:
+    try:
+        document = tomllib.loads(Path(path).read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"config file {path}: {exc}") from None
+    table = document.get("node", document)
+    if not isinstance(table, dict):
+        raise ConfigError(f"config file {path}: [node] must be a table")
+    return settings_from(table, f"config file {path}")
+
+
+def load_config(
+    config_file: Path | None = None,
+    flags: Mapping[str, Any] | None = None,
+    env: Mapping[str, str] | None = None,
+) -> NodeConfig:
+    """Merge the sources in precedence order; `flags` holds only the options the user gave."""
+    merged: dict[str, Any] = {}
+    if config_file is not None:
+        merged.update(settings_from_toml(config_file))
+    merged.update(settings_from_env(os.environ if env is None else env))
+    merged.update(settings_from(flags or {}, "command line"))
+    return NodeConfig(**merged)
+
+
+def config_fields() -> list[dataclasses.Field[Any]]:
+    return list(dataclasses.fields(NodeConfig))

@@ -1,0 +1,92 @@
+"""The peer table: what this node knows of every other peer, folded from their announcements.
+
+Announcements arrive in any order and may be stale or incompatible; the table keeps the newest
+compatible snapshot per peer and says why anything else was skipped. The strategy only ever sees
+the table through `candidates()`.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from node.announcement import Announcement
+
+MAX_FAILURES_BEFORE_BACKOFF = 3
+BACKOFF_S = 30.0
+
+
+@dataclass
+class PeerRecord:
+    peer_id: str
+    announcement: Announcement
+    last_seen: float
+    similarity: float | None = None
+    weight: float | None = None
+    fetch_ms: float | None = None
+    merged: bool = False
+    failures: int = 0
+    retry_after: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        record = asdict(self)
+        record["announcement"] = self.announcement.to_bytes()
+        return record
+
+    @classmethod
+    def from_dict(cls, record: dict[str, Any]) -> PeerRecord:
+        record = dict(record)
+        record["announcement"] = Announcement.from_bytes(record["announcement"])
+        return cls(**record)
+
+
+class PeerTable:
+    """Newest compatible announcement per peer, plus what we learned fetching from it."""
+
+    def __init__(self, me: str, schema: str) -> None:
+        self.me = me
+        self.schema = schema
+        self.records: dict[str, PeerRecord] = {}
+
+    def fold(self, ann: Announcement, now: float | None = None) -> str | None:
+        """Take in one announcement; returns why it was skipped, or None if it was kept."""
+        now = time.time() if now is None else now
+        if ann.publisher == self.me:
+            return "own announcement"
+        if ann.schema != self.schema:
+            return f"model schema {ann.schema[:12]} differs from ours {self.schema[:12]}"
+        known = self.records.get(ann.publisher)
+        if known is not None and ann.round < known.announcement.round:
+            known.last_seen = now
+            return f"stale: round {ann.round} < round {known.announcement.round} already seen"
+        if known is None:
+            self.records[ann.publisher] = PeerRecord(ann.publisher, ann, now)
+        else:
+            known.announcement, known.last_seen = ann, now
+        return None
+
+    def candidates(self, now: float | None = None, max_age_s: float = 600.0) -> list[PeerRecord]:
+        """Peers worth fetching from: recently seen trainers not in failure backoff."""
+        now = time.time() if now is None else now
+        return [
+            r for r in self.records.values()
+            if r.announcement.role == "trainer" and now - r.last_seen <= max_age_s and now >= r.retry_after
+        ]
+
+    def fetch_failed(self, peer_id: str, now: float | None = None) -> None:
+        record = self.records[peer_id]
+        record.failures += 1
+        if record.failures >= MAX_FAILURES_BEFORE_BACKOFF:
+            record.retry_after = (time.time() if now is None else now) + BACKOFF_S
+
+    def fetch_succeeded(self, peer_id: str, fetch_ms: float, similarity: float) -> None:
+        record = self.records[peer_id]
+        record.failures, record.retry_after = 0, 0.0
+        record.fetch_ms, record.similarity = fetch_ms, similarity
+
+    def to_list(self) -> list[dict[str, Any]]:
+        return [r.to_dict() for r in self.records.values()]
+
+    def load_list(self, records: list[dict[str, Any]]) -> None:
+        self.records = {r.peer_id: r for r in map(PeerRecord.from_dict, records)}

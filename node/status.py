@@ -1,0 +1,120 @@
+"""What a node shows about itself: the status record it publishes locally and its rich rendering.
+
+The node writes `status.json` into its data dir (atomically) after every event; the live view of
+`swarm-node join` and `swarm-node status --data-dir DIR` render the very same record, so a
+second terminal sees what the first one shows, without any port beyond the file system.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import deque
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Group
+from rich.panel import Panel
+from rich.table import Table
+
+STATUS_FILE = "status.json"
+MAX_EVENTS = 12
+
+
+def short_id(peer_id: str | None, keep: int = 8) -> str:
+    """Peer ids in logs and tables: the last characters are the ones that differ."""
+    if not peer_id:
+        return "-"
+    return "…" + peer_id[-keep:] if len(peer_id) > keep else peer_id
+
+
+@dataclass
+class PeerRow:
+    peer_id: str
+    cid: str = ""
+    round: int = 0
+    similarity: float | None = None
+    weight: float | None = None
+    last_seen: float = 0.0
+    fetch_ms: float | None = None
+    merged: bool = False
+
+
+@dataclass
+class NodeStatus:
+    peer_id: str = ""
+    swarm: str = ""
+    role: str = "trainer"
+    device: str = "cpu"
+    round: int = 0
+    rounds: int | None = None
+    loss: float | None = None
+    val_acc: float | None = None
+    epsilon: float | None = None
+    bytes_in: int = 0
+    bytes_out: int = 0
+    ipfs: str = "starting"
+    gossip_peers: int = 0
+    state: str = "starting"
+    pid: int = 0
+    updated_at: float = 0.0
+    peers: list[PeerRow] = field(default_factory=list)
+    events: deque[tuple[float, str]] = field(default_factory=lambda: deque(maxlen=MAX_EVENTS))
+
+    def event(self, message: str) -> None:
+        self.events.append((time.time(), message))
+
+    def to_json(self) -> str:
+        record = asdict(self)
+        record["events"] = list(self.events)
+        return json.dumps(record)
+
+    @classmethod
+    def from_json(cls, text: str) -> NodeStatus:
+        record: dict[str, Any] = json.loads(text)
+        peers = [PeerRow(**row) for row in record.pop("peers", [])]
+        events = deque((tuple(e) for e in record.pop("events", [])), maxlen=MAX_EVENTS)
+        known = {k: v for k, v in record.items() if k in cls.__dataclass_fields__}
+        return cls(**known, peers=peers, events=events)
+
+
+def read_status(data_dir: Path) -> NodeStatus:
+    """The last status a node wrote into `data_dir`; raises FileNotFoundError if none is there."""
+    return NodeStatus.from_json((Path(data_dir) / STATUS_FILE).read_text())
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def _ago(ts: float, now: float) -> str:
+    if not ts:
+        return "-"
+    seconds = max(0.0, now - ts)
+    return f"{seconds:.0f}s ago" if seconds < 120 else f"{seconds / 60:.0f}m ago"
+
+
+def render(status: NodeStatus, now: float | None = None) -> Group:
+    """The live view: this node, its peer table, the latest events."""
+    now = time.time() if now is None else now
+    rounds = f"{status.round}/{status.rounds}" if status.rounds else str(status.round)
+    me = Table.grid(padding=(0, 2))
+    me.add_row("peer", short_id(status.peer_id, 12), "swarm", status.swarm, "role", status.role)
+    me.add_row("device", status.device, "round", rounds, "state", status.state)
+    me.add_row("loss", _fmt(status.loss, ".4f"), "val acc", _fmt(status.val_acc, ".3f"),
+               "epsilon", "inf" if status.epsilon is None else f"{status.epsilon:.2f}")
+    me.add_row("bytes in", f"{status.bytes_in:,}", "bytes out", f"{status.bytes_out:,}",
+               "ipfs / gossip", f"{status.ipfs} / {status.gossip_peers} peers")
+    peers = Table(title="peers", expand=True)
+    for column in ("peer", "last CID", "round", "similarity", "weight", "last seen", "fetch", "merged"):
+        peers.add_column(column)
+    for row in sorted(status.peers, key=lambda r: -(r.similarity or 0.0)):
+        peers.add_row(
+            short_id(row.peer_id), row.cid[-10:] if row.cid else "-", str(row.round),
+            _fmt(row.similarity, ".3f"), _fmt(row.weight, ".2f"), _ago(row.last_seen, now),
+            "-" if row.fetch_ms is None else f"{row.fetch_ms:.0f} ms", "yes" if row.merged else "",
+        )
+    events = "\n".join(time.strftime("%H:%M:%S ", time.localtime(t)) + msg for t, msg in status.events)
+    title = f"swarm-node {short_id(status.peer_id)} (pid {status.pid})"
+    return Group(Panel(me, title=title), peers, Panel(events or "no events yet", title="events"))
