@@ -55,6 +55,8 @@ class NodeStatus:
     bytes_in: int = 0
     bytes_out: int = 0
     ipfs: str = "starting"
+    ipfs_api: str = ""
+    ipfs_addrs: list[str] = field(default_factory=list)
     gossip_peers: int = 0
     state: str = "starting"
     pid: int = 0

@@ -1,0 +1,106 @@
+"""`swarm-node join`: take part in a swarm. Options come from flags, `SWARM_*` variables and `--config`.
+
+Every field of `node.config.NodeConfig` is a flag (`data_dir` -> `--data-dir`), so the three sources
+can never drift apart.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+import typing
+from pathlib import Path
+
+from node.config import ConfigError, NodeConfig, config_fields, load_config
+
+HELP = {
+    "swarm": "swarm id: peers of one swarm share the gossip topic /swarm/<id>/announce/1",
+    "bootstrap": "multiaddr of a swarm-bootstrap peer (/ip4/../tcp/../p2p/..); repeatable",
+    "listen": "libp2p listen multiaddr (default loopback; use /ip4/0.0.0.0/... to be reachable)",
+    "ipfs_api": "Kubo RPC API multiaddr; empty: use /ip4/127.0.0.1/tcp/5001 if it answers, else start a "
+                "private daemon; 'private': always start a private daemon",
+    "data_dir": "where keys, checkpoints, status and the private IPFS repo live",
+    "role": "trainer (data + compute), pinner (keeps snapshots available), observer (watches)",
+    "dataset": "research data set this peer takes a shard of: fashion-mnist, digits, cifar10",
+    "partition": "how the data set is split across peers: iid, dirichlet, label-shift, rotation",
+    "clients": "number of shards the data set is split into",
+    "client": "which shard this peer holds (0-based)",
+    "strategy": "local, random, dac, panm",
+    "similarity": "inverse-loss, cosine-weights, cosine-updates, l2",
+    "encoding": "snapshot encoding: fp32, fp16, int8, topk-delta",
+    "device": "auto (cuda > mps > cpu), cpu, cuda, mps",
+    "rounds": "stop after this many rounds (0: run until stopped)",
+    "max_steps_per_round": "cap on training steps per round (a slow device trains less, not later)",
+    "round_interval_s": "a round lasts at least this long (time for peers' announcements to arrive)",
+    "headless": "log JSON lines instead of the live view",
+}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, help="TOML file with settings (top level or [node])")
+    hints = typing.get_type_hints(NodeConfig)
+    for f in config_fields():
+        flag = "--" + f.name.replace("_", "-")
+        kind = hints[f.name]
+        if kind is bool:
+            parser.add_argument(flag, action="store_true", default=argparse.SUPPRESS, help=HELP.get(f.name))
+        elif typing.get_origin(kind) is list:
+            parser.add_argument(flag, action="append", default=argparse.SUPPRESS, help=HELP.get(f.name))
+        else:
+            parser.add_argument(flag, default=argparse.SUPPRESS, help=HELP.get(f.name),
+                                metavar=f.name.upper())
+
+
+def run(args: argparse.Namespace) -> int:
+    flags = {k: v for k, v in vars(args).items() if k not in ("command", "config")}
+    try:
+        cfg = load_config(args.config, flags)
+    except ConfigError as exc:
+        print(f"swarm-node join: {exc}", file=sys.stderr)
+        return 2
+    return run_node(cfg)
+
+
+def run_node(cfg: NodeConfig) -> int:
+    from node.loop import Node  # torch and libp2p load only once the settings are known to be good
+
+    headless = cfg.headless or not sys.stdout.isatty()
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    node = Node(cfg, echo_json=headless)
+
+    def request_stop(signum: int, _frame: object) -> None:
+        node.event(f"received {signal.Signals(signum).name}: finishing the current step")
+        node.stop.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    if headless:
+        return _run_reporting_errors(node)
+    from rich.live import Live
+
+    from node.status import render
+
+    result: list[int] = []
+    worker = threading.Thread(target=lambda: result.append(_run_reporting_errors(node)), name="node")
+    with Live(get_renderable=lambda: render(node.status), refresh_per_second=2):
+        worker.start()
+        while worker.is_alive():
+            worker.join(0.5)
+    return result[0] if result else 1
+
+
+def _run_reporting_errors(node: object) -> int:
+    from node.checkpoint import CheckpointError
+    from node.gossip import GossipError
+    from node.identity import IdentityError
+    from storage import StoreError
+    from swarm.data import DatasetNotFoundError
+
+    try:
+        return node.run()  # type: ignore[attr-defined]
+    except (StoreError, GossipError, IdentityError, CheckpointError, DatasetNotFoundError, ValueError) as exc:
+        print(f"swarm-node join: {exc}", file=sys.stderr)
+        return 1

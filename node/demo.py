@@ -1,0 +1,160 @@
+"""`swarm-node demo`: a bootstrap and N trainer peers on this machine, each a separate process with
+its own private IPFS daemon, on a non-IID shard; then the same shards trained alone, for comparison.
+
+The peers are real `swarm-node join` processes; the demo only starts them, watches their status
+files and JSON logs, and writes the report (summary.json per DESIGN.md, rounds.csv, plots).
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from node.config import NodeConfig
+from node.gossip_procs import Bootstrap, Child, ProcError, kill_all
+from node.status import NodeStatus, read_status
+
+SWARM_ID = "demo"
+
+
+@dataclass
+class DemoSettings:
+    nodes: int = 4
+    rounds: int = 10
+    dataset: str = "fashion-mnist"
+    partition: str = "rotation"
+    samples_per_client: int = 400
+    strategy: str = "dac"
+    similarity: str = "inverse-loss"
+    neighbours: int = 1
+    encoding: str = "fp32"
+    local_epochs: int = 1
+    lr: float = 1e-3
+    round_interval_s: float = 2.0
+    seed: int = 0
+    timeout_s: float = 900.0
+    workdir: Path | None = None
+
+
+@dataclass
+class PeerOutcome:
+    client: int
+    peer_id: str = ""
+    cluster: int = -1
+    test_acc: float | None = None
+    local_acc: float | None = None
+    bytes_in: int = 0
+    bytes_out: int = 0
+    merges: int = 0
+    val_acc_by_round: dict[int, float] = field(default_factory=dict)
+    exit_code: int | None = None
+
+
+def node_config(s: DemoSettings, client: int, data_dir: Path, bootstrap: str) -> NodeConfig:
+    return NodeConfig(swarm=SWARM_ID, bootstrap=[bootstrap], ipfs_api="private", data_dir=data_dir,
+                      dataset=s.dataset, partition=s.partition, clients=s.nodes, client=client,
+                      samples_per_client=s.samples_per_client, strategy=s.strategy, similarity=s.similarity,
+                      neighbours=s.neighbours, encoding=s.encoding, local_epochs=s.local_epochs, lr=s.lr,
+                      rounds=s.rounds, round_interval_s=s.round_interval_s, seed=s.seed, headless=True)
+
+
+def join_argv(cfg: NodeConfig) -> list[str]:
+    argv = [sys.executable, "-m", "node.cli", "join"]
+    for name, value in vars(cfg).items():
+        flag = "--" + name.replace("_", "-")
+        if isinstance(value, bool):
+            argv += [flag] if value else []
+        elif isinstance(value, list):
+            for item in value:
+                argv += [flag, str(item)]
+        else:
+            argv += [flag, str(value)]
+    return argv
+
+
+def collect(child: Child, outcome: PeerOutcome) -> None:
+    """Fold the JSON lines a peer printed so far into its outcome."""
+    while not child.lines.empty():
+        try:
+            record: dict[str, Any] = json.loads(child.lines.get_nowait())
+        except ValueError:
+            continue
+        if "round" in record and "val_acc" in record:
+            outcome.val_acc_by_round[int(record["round"])] = float(record["val_acc"])
+        if "test_acc" in record:
+            outcome.test_acc = float(record["test_acc"])
+            outcome.bytes_in, outcome.bytes_out = int(record["bytes_in"]), int(record["bytes_out"])
+            outcome.merges, outcome.cluster = int(record["merges"]), int(record["cluster"])
+
+
+def local_baseline(cfg: NodeConfig) -> float:
+    """Test accuracy of the same shard, same init and same batches, trained alone for as many rounds."""
+    from node.learner import Learner, load_shard
+    from swarm.models import pick_device
+
+    learner = Learner(replace(cfg, strategy="local"), load_shard(cfg), pick_device(cfg.device))
+    for _ in range(cfg.rounds):
+        learner.train(cfg.max_steps_per_round or None)
+    return learner.evaluate("test")[1]
+
+
+def run_demo(s: DemoSettings, *, on_tick: Any = None) -> tuple[list[PeerOutcome], float]:
+    """Run the swarm; `on_tick(statuses)` is called about twice a second with each peer's status."""
+    workdir = s.workdir or Path(tempfile.mkdtemp(prefix="swarm-demo-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    children: list[Child] = []
+    outcomes = [PeerOutcome(client=i) for i in range(s.nodes)]
+    configs: list[NodeConfig] = []
+    started = time.monotonic()
+    try:
+        boot = Bootstrap(SWARM_ID, workdir / "bootstrap")
+        children.append(boot)
+        for i in range(s.nodes):
+            cfg = node_config(s, i, workdir / f"peer-{i}", boot.addr)
+            configs.append(cfg)
+            children.append(Child(join_argv(cfg), workdir / f"peer-{i}.log"))
+        peers = children[1:]
+        while any(p.proc.poll() is None for p in peers):
+            if time.monotonic() - started > s.timeout_s:
+                raise ProcError(f"demo did not finish within {s.timeout_s:.0f} s; logs in {workdir}")
+            for child, outcome in zip(peers, outcomes, strict=True):
+                collect(child, outcome)
+            if on_tick is not None:
+                on_tick(statuses(configs))
+            time.sleep(0.5)
+        for child, outcome, status in zip(peers, outcomes, statuses(configs), strict=True):
+            collect(child, outcome)
+            outcome.exit_code = child.proc.returncode
+            outcome.peer_id = status.peer_id if status else ""
+    finally:
+        kill_all(children)
+    wall = time.monotonic() - started
+    for cfg, outcome in zip(configs, outcomes, strict=True):
+        outcome.local_acc = local_baseline(cfg)
+    return outcomes, wall
+
+
+def statuses(configs: list[NodeConfig]) -> list[NodeStatus | None]:
+    out: list[NodeStatus | None] = []
+    for cfg in configs:
+        try:
+            out.append(read_status(cfg.data_dir))
+        except (OSError, ValueError):
+            out.append(None)
+    return out
+
+
+def summary_rounds(outcomes: list[PeerOutcome]) -> list[dict[str, Any]]:
+    rounds = sorted({r for o in outcomes for r in o.val_acc_by_round})
+    rows = []
+    for r in rounds:
+        accs = [o.val_acc_by_round[r] for o in outcomes if r in o.val_acc_by_round]
+        rows.append({"round": r, "mean_acc": statistics.fmean(accs), "std_acc": statistics.pstdev(accs),
+                     "min_acc": min(accs), "max_acc": max(accs)})
+    return rows

@@ -1,0 +1,65 @@
+"""Which IPFS daemon a node uses: the one the user named, a local Kubo that answers, or its own.
+
+`--ipfs-api private` (what the demo uses) always starts a private loopback daemon in the data dir.
+A private daemon left running by a killed node (it runs in its own session) is stopped first, so
+the repo, its identity and its pins carry over to the new life.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import time
+from pathlib import Path
+
+from node.config import DEFAULT_IPFS_API
+from storage import IpfsDaemon, IpfsStore, StoreUnavailable
+
+log = logging.getLogger(__name__)
+PRIVATE = "private"
+PID_FILE = "daemon.pid"
+
+
+def _stop_leftover(repo: Path) -> None:
+    pid_file = repo / PID_FILE
+    try:
+        pid = int(pid_file.read_text())
+    except (OSError, ValueError):
+        return
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGTERM)
+        for _ in range(50):
+            os.kill(pid, 0)
+            time.sleep(0.1)
+        os.killpg(pid, signal.SIGKILL)
+    pid_file.unlink(missing_ok=True)
+
+
+def start_private(data_dir: Path) -> IpfsDaemon:
+    repo = Path(data_dir) / "ipfs"
+    repo.mkdir(parents=True, exist_ok=True)
+    _stop_leftover(repo)
+    daemon = IpfsDaemon.start(repo)
+    if daemon.proc is not None:
+        (repo / PID_FILE).write_text(str(daemon.proc.pid))
+    return daemon
+
+
+def open_ipfs(api: str, data_dir: Path) -> tuple[IpfsStore, IpfsDaemon | None, str]:
+    """The store to use, the daemon we started (if any), and one line saying which it is."""
+    if api and api != PRIVATE:
+        store = IpfsStore(api)
+        store.peer_id()  # raises StoreUnavailable with the "start `ipfs daemon`" advice
+        return store, None, f"using IPFS daemon at {api}"
+    if not api:
+        try:
+            store = IpfsStore(DEFAULT_IPFS_API, retries=0, timeout=2.0)
+            store.peer_id()
+            return IpfsStore(DEFAULT_IPFS_API), None, f"using the IPFS daemon at {DEFAULT_IPFS_API}"
+        except StoreUnavailable:
+            pass
+    daemon = start_private(data_dir)
+    return (IpfsStore(daemon.api_multiaddr), daemon,
+            f"started a private IPFS daemon ({daemon.kind}) at {daemon.api_multiaddr}")

@@ -1,0 +1,109 @@
+"""A trainer's learning side: its shard, model, optimizer, strategy and similarity metric.
+
+Networking never reaches in here and this never reaches the network (hivemind's split): the node
+loop hands it peers' state dicts and asks it to train, score, merge, evaluate. All learning code
+comes from `swarm/`, the very code the simulator runs.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from node.config import NodeConfig
+from swarm.data import load_dataset
+from swarm.merge import merge
+from swarm.models import build_model
+from swarm.partition import partition
+from swarm.similarity import SimilarityInputs, similarity
+from swarm.strategies import build_strategy
+from swarm.training import ShuffledBatches, TrainStats, evaluate, make_optimizer, train_local
+
+StateDict = dict[str, torch.Tensor]
+MODEL_FOR_INPUT = {(1, 28): "fashion-cnn", (3, 32): "lenet", (1, 8): "digits-mlp"}
+
+
+@dataclass
+class Shard:
+    """The data one peer holds: its own train / validation / test split (never leaves the node)."""
+
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    val_x: torch.Tensor
+    val_y: torch.Tensor
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+    cluster: int
+    num_classes: int
+
+    @property
+    def in_channels(self) -> int:
+        return int(self.train_x.shape[1])
+
+
+def load_shard(cfg: NodeConfig) -> Shard:
+    """Shard `cfg.client` of `cfg.clients` of a research data set, split as the simulator splits it."""
+    ds = load_dataset(cfg.dataset)
+    n = cfg.samples_per_client
+    # Test splits of at least 200 samples: per-peer accuracies are compared, and small ones are noise.
+    client = partition(ds, cfg.partition, cfg.clients, train=n, val=max(n // 4, 1), test=max(n // 2, 200),
+                       seed=cfg.seed)[cfg.client]
+    return Shard(client.train_x, client.train_y, client.val_x, client.val_y, client.test_x, client.test_y,
+                 client.cluster, ds.num_classes)
+
+
+def strategy_params(cfg: NodeConfig) -> dict[str, Any]:
+    params: dict[str, Any] = {"neighbours": cfg.neighbours}
+    if cfg.strategy == "dac":
+        params["tau"] = cfg.tau
+    return params
+
+
+class Learner:
+    def __init__(self, cfg: NodeConfig, shard: Shard, device: torch.device) -> None:
+        self.cfg, self.shard, self.device = cfg, shard, device
+        model_name = cfg.model or MODEL_FOR_INPUT.get((shard.in_channels, int(shard.train_x.shape[-1])),
+                                                      "fashion-cnn")
+        # Every peer of a swarm seeds its initial weights with the swarm seed: a common init is what
+        # makes update-based similarities (cosine-updates, PANM) meaningful.
+        torch.manual_seed(cfg.seed)
+        self.model = build_model(model_name, in_channels=shard.in_channels, num_classes=shard.num_classes)
+        self.model.to(device)
+        self.init = self.state()
+        self.optimizer = make_optimizer("adam", self.model.parameters(), cfg.lr)
+        generator = torch.Generator().manual_seed(cfg.seed * 1000 + cfg.client)
+        self.train_batches = ShuffledBatches(shard.train_x, shard.train_y, cfg.batch_size, generator)
+        self.strategy = build_strategy(cfg.strategy, **strategy_params(cfg))
+        self.metric = similarity(cfg.similarity)
+        self.rng = random.Random(cfg.seed * 7919 + cfg.client)
+        self._scratch = build_model(model_name, in_channels=shard.in_channels, num_classes=shard.num_classes)
+
+    @property
+    def samples(self) -> int:
+        return len(self.shard.train_y)
+
+    def state(self) -> StateDict:
+        return {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
+
+    def train(self, max_steps: int | None) -> TrainStats:
+        return train_local(self.model, self.train_batches, epochs=self.cfg.local_epochs,
+                           optimizer=self.optimizer, device=self.device, max_steps=max_steps)
+
+    def evaluate(self, split: str = "val") -> tuple[float, float]:
+        x, y = getattr(self.shard, f"{split}_x"), getattr(self.shard, f"{split}_y")
+        return evaluate(self.model, [(x, y)], self.device)
+
+    def loss_on_my_data(self, theirs: StateDict) -> float:
+        self._scratch.load_state_dict(theirs)
+        return evaluate(self._scratch, [(self.shard.train_x, self.shard.train_y)])[0]
+
+    def score(self, theirs: StateDict) -> float:
+        inputs = SimilarityInputs(init=self.init, loss_of=lambda _flat: self.loss_on_my_data(theirs))
+        return float(self.metric(self.state(), theirs, inputs))
+
+    def merge(self, states: dict[str, StateDict], weights: dict[str, float]) -> None:
+        merged = merge(states, weights, method=self.cfg.merge, reference=self.state())
+        self.model.load_state_dict(merged)

@@ -1,0 +1,332 @@
+"""The node loop: train -> encode -> put + pin -> announce -> fold -> choose -> fetch -> score -> merge.
+
+Asynchronous by design: no global rounds or barriers. A round is this node's own step; peers run at
+their own pace and announce whenever they have something. Everything received is untrusted: a fetch
+or decode that fails is one event line, the peer is backed off, and the loop goes on.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+
+from node import checkpoint
+from node.announcement import Announcement
+from node.config import NodeConfig
+from node.gossip import GossipConfig, GossipService
+from node.ipfs_setup import open_ipfs
+from node.learner import Learner, StateDict, load_shard
+from node.peers import PeerRecord, PeerTable
+from node.status import STATUS_FILE, NodeStatus, PeerRow, short_id
+from storage import IpfsDaemon, IpfsStore, StoreError, decode, encode, schema_fingerprint
+from storage.atomic import write_atomic
+from swarm.models import pick_device
+from swarm.strategies import Candidate, PeerView
+
+log = logging.getLogger(__name__)
+KEEP_OWN_SNAPSHOTS = 2
+KEYFRAME_EVERY = 5  # topk-delta: a full snapshot every few rounds, deltas against it in between
+BASE_CACHE = 16
+PINNER_KEEP_PER_PEER = 2
+
+
+class Node:
+    """One peer. `run()` blocks until the rounds are done or `stop` is set; returns an exit code."""
+
+    def __init__(self, cfg: NodeConfig, *, echo_json: bool = False) -> None:
+        self.cfg = cfg
+        self.echo_json = echo_json
+        self.status = NodeStatus(swarm=cfg.swarm, role=cfg.role, rounds=cfg.rounds or None, pid=os.getpid())
+        self.stop = threading.Event()
+        self.store: IpfsStore | None = None
+        self.daemon: IpfsDaemon | None = None
+        self.gossip: GossipService | None = None
+        self.learner: Learner | None = None
+        self.table: PeerTable | None = None
+        self.own_cids: list[str] = []
+        self.keyframe: tuple[str, StateDict] | None = None
+        self.bases: OrderedDict[str, StateDict] = OrderedDict()
+        self.connected_ipfs: set[str] = set()
+        self.pinned: dict[str, list[str]] = {}
+        self.round = 0
+        self.merges = 0
+
+    # -- events and status ---------------------------------------------------------------------------
+
+    def event(self, message: str, **fields: object) -> None:
+        self.status.event(message)
+        if self.echo_json:
+            record = {"t": round(time.time(), 3), "peer": short_id(self.status.peer_id), "event": message,
+                      **fields}
+            print(json.dumps(record), flush=True)
+        self.publish_status()
+
+    def publish_status(self) -> None:
+        self.status.updated_at = time.time()
+        if self.gossip is not None:
+            self.status.gossip_peers = len(self.gossip.peers())
+        if self.table is not None:
+            self.status.peers = [self._row(r) for r in self.table.records.values()]
+        write_atomic(self.cfg.data_dir / STATUS_FILE, self.status.to_json().encode())
+
+    @staticmethod
+    def _row(r: PeerRecord) -> PeerRow:
+        a = r.announcement
+        return PeerRow(r.peer_id, a.cid, a.round, r.similarity, r.weight, r.last_seen, r.fetch_ms, r.merged)
+
+    # -- set-up and tear-down ------------------------------------------------------------------------
+
+    def start(self) -> None:
+        cfg = self.cfg
+        cfg.data_dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(cfg.data_dir, 0o700)
+        if cfg.role == "trainer":
+            device = pick_device(cfg.device)
+            self.status.device = str(device)
+            self.learner = Learner(cfg, load_shard(cfg), device)
+        self.store, self.daemon, how = open_ipfs(cfg.ipfs_api, cfg.data_dir)
+        self.status.ipfs = "ok"
+        self.status.ipfs_api = self.store.api_multiaddr
+        self.status.ipfs_addrs = self._ipfs_addrs()
+        self.event(how)
+        self.gossip = GossipService(GossipConfig(swarm_id=cfg.swarm, data_dir=cfg.data_dir, listen=cfg.listen,
+                                                 bootstrap=list(cfg.bootstrap)))
+        self.gossip.start()
+        self.status.peer_id = self.gossip.peer_id
+        schema = schema_fingerprint(self.learner.state()) if self.learner else ""
+        self.table = PeerTable(self.gossip.peer_id, schema)
+        self._resume()
+        self.status.state = "running"
+        self.event(f"joined swarm {cfg.swarm} as {cfg.role} on {self.gossip.addrs[0]}")
+
+    def _resume(self) -> None:
+        saved = checkpoint.load(self.cfg.data_dir)
+        if saved is None:
+            return
+        assert self.table is not None
+        self.round = saved.round
+        self.own_cids = [saved.last_cid] if saved.last_cid else []
+        self.table.load_list(saved.peers)
+        if self.learner is not None:
+            self.learner.model.load_state_dict(saved.model)
+            self.learner.optimizer.load_state_dict(saved.optimizer)
+            self.learner.strategy.load_state_dict(saved.strategy)
+        self.status.round = self.round
+        self.event(f"resumed from checkpoint at round {self.round}")
+
+    def close(self) -> None:
+        self.status.state = "stopped"
+        if self.gossip is not None:
+            self.gossip.stop()
+        if self.daemon is not None:
+            self.daemon.stop()
+        self.event("stopped")
+
+    # -- the loop ------------------------------------------------------------------------------------
+
+    def run(self) -> int:
+        try:
+            self.start()
+            while not self.stop.is_set() and not (self.cfg.rounds and self.round >= self.cfg.rounds):
+                started = time.monotonic()
+                if self.learner is not None:
+                    self.trainer_round()
+                else:
+                    self.follow()
+                    self.stop.wait(1.0)
+                rest = self.cfg.round_interval_s - (time.monotonic() - started)
+                if rest > 0:
+                    self.stop.wait(rest)
+            if self.learner is not None and not self.stop.is_set():
+                _, acc = self.learner.evaluate("test")
+                self.status.state = "done"
+                self.event(f"finished {self.round} rounds, test accuracy {acc:.3f}", test_acc=acc,
+                           bytes_in=self.status.bytes_in, bytes_out=self.status.bytes_out,
+                           merges=self.merges, cluster=self.learner.shard.cluster)
+            return 0
+        finally:
+            self.close()
+
+    def trainer_round(self) -> None:
+        assert self.learner is not None and self.store is not None and self.gossip is not None
+        self.round += 1
+        self.status.round = self.round
+        max_steps = self.cfg.max_steps_per_round or None
+        stats = self.learner.train(max_steps)
+        _, val_acc = self.learner.evaluate("val")
+        self.status.loss, self.status.val_acc = stats.loss, val_acc
+        cid = self.publish(stats.loss)
+        self.event(f"round {self.round}: trained {stats.steps} steps, loss {stats.loss:.4f}, "
+                   f"val acc {val_acc:.3f}, published {cid[-10:]}",
+                   round=self.round, loss=stats.loss, val_acc=val_acc, cid=cid)
+        self.fold()
+        self.exchange()
+        self.save_checkpoint(cid)
+
+    def publish(self, loss: float) -> str:
+        assert self.learner is not None and self.store is not None and self.gossip is not None
+        assert self.table is not None
+        state = self.learner.state()
+        parents = [r.announcement.cid for r in self.table.records.values() if r.merged][:16]
+        meta = {"peer_id": self.gossip.peer_id, "round": self.round, "samples": self.learner.samples,
+                "train_loss": float(loss), "parents": parents}
+        encoding, base = self.cfg.encoding, None
+        if encoding == "topk-delta":
+            if self.keyframe is None or self.round % KEYFRAME_EVERY == 1:
+                encoding = "fp32"
+            else:
+                meta["base_cid"], base = self.keyframe
+        data = encode(state, encoding=encoding, meta=meta, base=base)
+        cid = self.store.put(data)
+        self.store.pin(cid)
+        if self.cfg.encoding == "topk-delta" and encoding == "fp32":
+            self.keyframe = (cid, state)
+        self.own_cids.append(cid)
+        self.status.bytes_out += len(data)
+        keep = {self.keyframe[0]} if self.keyframe else set()
+        while len(self.own_cids) > KEEP_OWN_SNAPSHOTS:
+            old = self.own_cids.pop(0)
+            if old not in keep:
+                self._quietly(f"unpin {old[-10:]}", self.store.unpin, old)
+        ann = Announcement(cid=cid, publisher=self.gossip.peer_id, round=self.round,
+                           schema=schema_fingerprint(state), samples=self.learner.samples, loss=float(loss),
+                           encoding=encoding, size=len(data), timestamp=time.time(), parents=tuple(parents),
+                           role=self.cfg.role, addrs=tuple(self._ipfs_addrs()))
+        self.gossip.publish(ann)
+        return cid
+
+    def _ipfs_addrs(self) -> list[str]:
+        assert self.store is not None
+        if self.daemon is not None:
+            return [self.daemon.swarm_multiaddr]
+        try:
+            return [a for a in self.store.swarm_addrs() if a.startswith("/ip4/")][:4]
+        except StoreError:
+            return []
+
+    def fold(self) -> None:
+        assert self.gossip is not None and self.table is not None
+        for ann in self.gossip.drain():
+            reason = self.table.fold(ann)
+            if reason is not None and not reason.startswith("stale"):
+                self.event(f"skipped announcement of {short_id(ann.publisher)}: {reason}")
+
+    def exchange(self) -> None:
+        """Choose peers with the strategy, fetch and score their snapshots, merge."""
+        assert self.learner is not None and self.table is not None
+        learner = self.learner
+        records = {r.peer_id: r for r in self.table.candidates()}
+        view = PeerView(me=self.table.me, round=self.round, my_samples=learner.samples,
+                        candidates=[Candidate(p, r.announcement.samples, r.announcement.round)
+                                    for p, r in records.items()])
+        chosen = learner.strategy.choose(view, learner.rng)
+        states: dict[str, StateDict] = {}
+        scores: dict[str, float] = {}
+        for peer_id in chosen:
+            state = self.fetch(records[peer_id])
+            if state is None:
+                continue
+            score = learner.score(state)
+            if score != score:  # NaN: the peer's model is useless on my data
+                self.event(f"skipped {short_id(peer_id)}: similarity is not a number")
+                continue
+            states[peer_id], scores[peer_id] = state, score
+            self.table.records[peer_id].similarity = score
+        learner.strategy.observe(view, scores, {})
+        for record in self.table.records.values():
+            record.merged, record.weight = False, None
+        if not states:
+            return
+        weights = learner.strategy.weights(view, list(states), scores)
+        try:
+            learner.merge({self.table.me: learner.state(), **states}, weights)
+        except ValueError as exc:
+            self.event(f"merge skipped: {exc}")
+            return
+        self.merges += len(states)
+        for peer_id in states:
+            self.table.records[peer_id].merged = True
+            self.table.records[peer_id].weight = weights.get(peer_id)
+        merged = ", ".join(f"{short_id(p)} ({weights.get(p, 0):.2f})" for p in states)
+        self.event(f"round {self.round}: merged {merged}", merged=list(states))
+
+    def fetch(self, record: PeerRecord) -> StateDict | None:
+        assert self.store is not None and self.table is not None
+        ann = record.announcement
+        started = time.monotonic()
+        try:
+            self._connect_ipfs(ann)
+            data = self.store.get(ann.cid, max_size=self._cap(), timeout=self.cfg.fetch_timeout_s)
+            snap = decode(data, max_size=self._cap())
+            if snap.meta.get("peer_id") != ann.publisher:
+                raise StoreError(f"snapshot says it is from {short_id(str(snap.meta.get('peer_id')))}, "
+                                 "not from its announcer")
+            if snap.schema != self.table.schema:
+                raise StoreError("snapshot schema differs from the announced one")
+            state = snap.apply(self._base(snap.meta["base_cid"])) if snap.sparse else snap.state_dict
+        except StoreError as exc:
+            self.table.fetch_failed(ann.publisher)
+            self.event(f"fetch {ann.cid[-10:]} from {short_id(ann.publisher)} failed: {exc}")
+            return None
+        self.status.bytes_in += len(data)
+        fetch_ms = (time.monotonic() - started) * 1000
+        record.fetch_ms, record.failures = fetch_ms, 0
+        return state
+
+    def _base(self, cid: str) -> StateDict:
+        assert self.store is not None
+        if cid not in self.bases:
+            data = self.store.get(cid, max_size=self._cap(), timeout=self.cfg.fetch_timeout_s)
+            self.status.bytes_in += len(data)
+            self.bases[cid] = decode(data, max_size=self._cap()).state_dict
+            while len(self.bases) > BASE_CACHE:
+                self.bases.popitem(last=False)
+        return self.bases[cid]
+
+    def _connect_ipfs(self, ann: Announcement) -> None:
+        assert self.store is not None
+        for addr in ann.addrs:
+            if addr not in self.connected_ipfs:
+                self._quietly(f"ipfs connect {addr}", self.store.connect, addr)
+                self.connected_ipfs.add(addr)
+
+    def _cap(self) -> int:
+        return int(self.cfg.max_snapshot_mb * 1024 * 1024)
+
+    def follow(self) -> None:
+        """Pinners and observers: fold announcements; pinners keep recent snapshots pinned."""
+        assert self.store is not None and self.gossip is not None and self.table is not None
+        for ann in self.gossip.drain():
+            self.table.fold(ann)
+            if self.cfg.role != "pinner" or ann.publisher == self.table.me:
+                continue
+            self._connect_ipfs(ann)
+            if self._quietly(f"pin {ann.cid[-10:]} of {short_id(ann.publisher)}", self.store.pin, ann.cid):
+                kept = self.pinned.setdefault(ann.publisher, [])
+                kept.append(ann.cid)
+                self.event(f"pinned {ann.cid[-10:]} of {short_id(ann.publisher)}", cid=ann.cid)
+                while len(kept) > PINNER_KEEP_PER_PEER:
+                    old = kept.pop(0)
+                    self._quietly(f"unpin {old[-10:]}", self.store.unpin, old)
+        self.publish_status()
+
+    def _quietly(self, what: str, fn: Callable[..., object], *args: object) -> bool:
+        try:
+            fn(*args)
+            return True
+        except StoreError as exc:
+            self.event(f"{what} failed: {exc}")
+            return False
+
+    def save_checkpoint(self, cid: str) -> None:
+        assert self.learner is not None and self.table is not None
+        checkpoint.save(self.cfg.data_dir, checkpoint.Checkpoint(
+            peer_id=self.table.me, round=self.round, model=self.learner.state(),
+            optimizer=self.learner.optimizer.state_dict(), strategy=self.learner.strategy.state_dict(),
+            peers=self.table.to_list(), last_cid=cid,
+        ))

@@ -1,0 +1,247 @@
+"""Start and stop private, loopback-only IPFS daemons (Kubo `ipfs` if on PATH, else the pinned js-ipfs).
+
+Every daemon gets its own repo directory and free 127.0.0.1 ports, an empty bootstrap list and no
+mDNS, DHT, relay, NAT mapping or preload, so it can only reach peers it is explicitly connected to.
+The repo survives `stop()`, so a daemon can be restarted on it (same peer id, same ports).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+
+from storage.errors import StoreUnavailable
+
+log = logging.getLogger(__name__)
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_JSIPFS = REPO_ROOT / "tools" / "ipfs" / "node_modules" / ".bin" / "jsipfs"
+READY_TIMEOUT_S = 60.0
+STOP_TIMEOUT_S = 10.0
+
+
+class DaemonError(StoreUnavailable):
+    """A private IPFS daemon could not be started."""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _daemon_command() -> tuple[str, list[str]]:
+    """(kind, executable) of the daemon to run: Kubo on PATH wins, else js-ipfs (SWARM_JSIPFS overrides)."""
+    kubo = shutil.which("ipfs")
+    if kubo and "SWARM_JSIPFS" not in os.environ:
+        return "kubo", [kubo]
+    jsipfs = Path(os.environ.get("SWARM_JSIPFS", DEFAULT_JSIPFS))
+    if not jsipfs.exists():
+        raise DaemonError(
+            f"no IPFS daemon found: install Kubo (`ipfs` on PATH), run `make setup` to install js-ipfs at "
+            f"{DEFAULT_JSIPFS}, or set SWARM_JSIPFS"
+        )
+    return "jsipfs", [str(jsipfs)]
+
+
+def _config(api: int, swarm: int, gateway: int) -> dict:
+    return {
+        "Addresses": {
+            "Swarm": [f"/ip4/127.0.0.1/tcp/{swarm}"],
+            "API": f"/ip4/127.0.0.1/tcp/{api}",
+            "Gateway": f"/ip4/127.0.0.1/tcp/{gateway}",
+            "RPC": f"/ip4/127.0.0.1/tcp/{_free_port()}",
+            "Announce": [],
+            "NoAnnounce": [],
+            "Delegates": [],
+        },
+        "Bootstrap": [],
+        "Discovery": {"MDNS": {"Enabled": False}, "webRTCStar": {"Enabled": False}},
+        "Swarm": {"DisableNatPortMap": True},
+        "Routing": {"Type": "none"},
+    }
+
+
+# Kubo takes its config through `ipfs config`; these keys give the same isolation as `_config`.
+_KUBO_EXTRA = {
+    "Swarm.RelayClient.Enabled": False,
+    "Swarm.RelayService.Enabled": False,
+    "Swarm.Transports.Network.Relay": False,
+    "AutoNAT.ServiceMode": "disabled",
+}
+
+
+def _configured_ports(config: Path) -> tuple[int, int, int] | None:
+    """(api, swarm, gateway) ports of an existing repo, or None for a fresh one."""
+    if not config.exists():
+        return None
+    try:
+        addrs = json.loads(config.read_text())["Addresses"]
+        return tuple(int(a.rsplit("/", 1)[-1]) for a in (addrs["API"], addrs["Swarm"][0], addrs["Gateway"]))
+    except (OSError, ValueError, KeyError, IndexError, TypeError) as exc:
+        raise DaemonError(f"cannot read the ports from {config} ({exc}); delete that repo to start fresh") \
+            from None
+
+
+def _api_post(api_port: int, path: str, timeout: float) -> dict:
+    req = urllib.request.Request(f"http://127.0.0.1:{api_port}/api/v0/{path}", method="POST", data=b"")
+    with urllib.request.urlopen(req, timeout=timeout) as resp:
+        return json.loads(resp.read())
+
+
+@dataclass
+class IpfsDaemon:
+    """A private IPFS daemon process; use `IpfsDaemon.start()` or `with IpfsDaemon.start() as d:`."""
+
+    repo: Path
+    api_port: int
+    swarm_port: int
+    gateway_port: int
+    kind: str = ""
+    peer_id: str = ""
+    owns_repo: bool = False
+    proc: subprocess.Popen | None = field(default=None, repr=False)
+
+    @classmethod
+    def start(cls, repo: Path | str | None = None, *, timeout: float = READY_TIMEOUT_S) -> IpfsDaemon:
+        """Start a daemon on `repo` (initialised on first use; a temp dir deleted on close if None).
+
+        A repo that exists keeps its identity and the ports in its config.
+        """
+        owns = repo is None
+        path = Path(tempfile.mkdtemp(prefix="swarm-ipfs-")) if repo is None else Path(repo)
+        ports = _configured_ports(path / "repo" / "config") or (_free_port(), _free_port(), _free_port())
+        daemon = cls(path, *ports, owns_repo=owns)
+        try:
+            daemon._launch(timeout)
+        except BaseException:
+            daemon.stop()
+            if owns:
+                shutil.rmtree(path, ignore_errors=True)
+            raise
+        return daemon
+
+    @property
+    def api_multiaddr(self) -> str:
+        return f"/ip4/127.0.0.1/tcp/{self.api_port}"
+
+    @property
+    def swarm_multiaddr(self) -> str:
+        return f"/ip4/127.0.0.1/tcp/{self.swarm_port}/p2p/{self.peer_id}"
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def _launch(self, timeout: float) -> None:
+        kind, exe = _daemon_command()
+        self.kind = kind
+        env = {**os.environ, "IPFS_PATH": str(self.repo / "repo")}
+        fresh = not (self.repo / "repo").exists()
+        if kind == "kubo":
+            argv = [*exe, "daemon", "--migrate=false"]
+            if fresh:
+                self._init_kubo(exe, env)
+        else:
+            cfg = self.repo / "init-config.json"
+            cfg.write_text(json.dumps(_config(self.api_port, self.swarm_port, self.gateway_port)))
+            argv = [*exe, "daemon", "--init-profile", "test", "--init-config", str(cfg),
+                    "--enable-preload=false"]
+        logfile = open(self.repo / "daemon.log", "ab")  # noqa: SIM115 - the child keeps writing to it
+        try:
+            self.proc = subprocess.Popen(argv, env=env, stdout=logfile, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL, start_new_session=True)
+        finally:
+            logfile.close()
+        self._wait_ready(timeout)
+        log.info("ipfs daemon (%s) ready: api %s, peer %s", kind, self.api_multiaddr, self.peer_id[-8:])
+
+    def _init_kubo(self, exe: list[str], env: dict[str, str]) -> None:
+        subprocess.run([*exe, "init", "--profile", "test"], env=env, check=True, capture_output=True,
+                       timeout=60)
+        settings = {**{k: v for k, v in _flatten(_config(self.api_port, self.swarm_port, self.gateway_port))
+                       if not k.startswith(("Discovery.webRTCStar", "Addresses.RPC"))}, **_KUBO_EXTRA}
+        for key, value in settings.items():
+            subprocess.run([*exe, "config", "--json", key, json.dumps(value)], env=env, check=True,
+                           capture_output=True, timeout=30)
+
+    def _wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc is None or self.proc.poll() is not None:
+                raise DaemonError(f"IPFS daemon exited during start-up; see {self.repo / 'daemon.log'}")
+            try:
+                self.peer_id = _api_post(self.api_port, "id", timeout=2)["ID"]
+                return
+            except (OSError, urllib.error.URLError, ValueError, KeyError):
+                time.sleep(0.2)
+        raise DaemonError(f"IPFS daemon not ready after {timeout:.0f} s; see {self.repo / 'daemon.log'}")
+
+    def stop(self, timeout: float = STOP_TIMEOUT_S) -> None:
+        """SIGTERM the daemon (SIGKILL after `timeout`); keeps the repo so `restart()` works."""
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout)
+        self.proc = None
+
+    def kill(self) -> None:
+        """SIGKILL the daemon, as a crash would (tests use it); `restart()` recovers."""
+        if self.running:
+            assert self.proc is not None
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(STOP_TIMEOUT_S)
+
+    def restart(self, *, timeout: float = READY_TIMEOUT_S) -> None:
+        """Start the daemon again on the same repo, ports and identity."""
+        if self.running:
+            self.stop()
+        # We started the previous process and it is gone, so its repo lock is stale (js-ipfs would
+        # otherwise refuse the repo for ~10 s).
+        lock = self.repo / "repo" / "repo.lock"
+        if lock.is_dir():
+            shutil.rmtree(lock, ignore_errors=True)
+        else:
+            lock.unlink(missing_ok=True)
+        self.proc = None
+        self._launch(timeout)
+
+    def close(self) -> None:
+        """Stop the daemon and delete its repo if this object created it."""
+        self.stop()
+        if self.owns_repo:
+            shutil.rmtree(self.repo, ignore_errors=True)
+
+    def __enter__(self) -> IpfsDaemon:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+
+def _flatten(tree: dict, prefix: str = "") -> list[tuple[str, object]]:
+    out: list[tuple[str, object]] = []
+    for key, value in tree.items():
+        if isinstance(value, dict) and value:
+            out.extend(_flatten(value, f"{prefix}{key}."))
+        else:
+            out.append((f"{prefix}{key}", value))
+    return out
