@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -23,6 +24,7 @@ from swarm.strategies import build_strategy
 from swarm.training import ShuffledBatches, TrainStats, evaluate, make_optimizer, train_local
 
 StateDict = dict[str, torch.Tensor]
+COLOUR_MODELS = ("lenet", "resnet18")
 MODEL_FOR_INPUT = {(1, 28): "fashion-cnn", (3, 32): "lenet", (1, 8): "digits-mlp"}
 
 
@@ -45,7 +47,10 @@ class Shard:
 
 
 def load_shard(cfg: NodeConfig) -> Shard:
-    """Shard `cfg.client` of `cfg.clients` of a research data set, split as the simulator splits it."""
+    """The user's own image folder, or shard `cfg.client` of `cfg.clients` of a research data set,
+    split as the simulator splits it."""
+    if cfg.image_folder:
+        return load_image_folder(Path(cfg.image_folder), colour=cfg.model in COLOUR_MODELS, seed=cfg.seed)
     ds = load_dataset(cfg.dataset)
     n = cfg.samples_per_client
     # Test splits of at least 200 samples: per-peer accuracies are compared, and small ones are noise.
@@ -53,6 +58,28 @@ def load_shard(cfg: NodeConfig) -> Shard:
                        seed=cfg.seed)[cfg.client]
     return Shard(client.train_x, client.train_y, client.val_x, client.val_y, client.test_x, client.test_y,
                  client.cluster, ds.num_classes)
+
+
+def load_image_folder(root: Path, *, colour: bool, seed: int) -> Shard:
+    """A volunteer's own data in torchvision ImageFolder layout (`root/<class>/<image>`), as 1x28x28
+    grey (the default CNN) or 3x32x32 colour tensors, split 80/10/10 by `seed`. Every peer of a swarm
+    must use the same class folders: the class count shapes the model."""
+    from torchvision import datasets, transforms
+
+    if not root.is_dir():
+        raise FileNotFoundError(f"--image-folder {root} is not a directory of class folders")
+    size, grey = (32, []) if colour else (28, [transforms.Grayscale(1)])
+    folder = datasets.ImageFolder(str(root), transform=transforms.Compose(
+        [*grey, transforms.Resize((size, size)), transforms.ToTensor()]))
+    if len(folder) < 10:
+        raise FileNotFoundError(f"--image-folder {root} holds {len(folder)} images; it needs at least 10")
+    x = torch.stack([img for img, _ in folder])
+    y = torch.tensor(folder.targets, dtype=torch.int64)
+    order = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))
+    n_val = n_test = max(len(y) // 10, 1)
+    val, test, train = order[:n_val], order[n_val:n_val + n_test], order[n_val + n_test:]
+    return Shard(x[train], y[train], x[val], y[val], x[test], y[test], cluster=-1,
+                 num_classes=len(folder.classes))
 
 
 def strategy_params(cfg: NodeConfig) -> dict[str, Any]:

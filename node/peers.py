@@ -15,6 +15,8 @@ from node.announcement import Announcement
 
 MAX_FAILURES_BEFORE_BACKOFF = 3
 BACKOFF_S = 30.0
+# Roles whose announcements offer a model to merge: trainers, and `swarm-node publish` seeds.
+SNAPSHOT_ROLES = ("trainer", "seed")
 
 
 @dataclass
@@ -71,7 +73,8 @@ class PeerTable:
         now = time.time() if now is None else now
         return [
             r for r in self.records.values()
-            if r.announcement.role == "trainer" and now - r.last_seen <= max_age_s and now >= r.retry_after
+            if r.announcement.role in SNAPSHOT_ROLES
+            and now - r.last_seen <= max_age_s and now >= r.retry_after
         ]
 
     def fetch_failed(self, peer_id: str, now: float | None = None) -> None:

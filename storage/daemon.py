@@ -122,6 +122,7 @@ class IpfsDaemon:
         """
         owns = repo is None
         path = Path(tempfile.mkdtemp(prefix="swarm-ipfs-")) if repo is None else Path(repo)
+        path.mkdir(parents=True, exist_ok=True)
         ports = _configured_ports(path / "repo" / "config") or (_free_port(), _free_port(), _free_port())
         daemon = cls(path, *ports, owns_repo=owns)
         try:
