@@ -1,12 +1,32 @@
-"""The `swarm-bootstrap` command line."""
+"""The `swarm-bootstrap` command line: a rendezvous point and gossipsub relay that decides nothing.
+
+It registers and answers rendezvous requests, relays (and validates) announcements on the topics of the
+swarms it serves, stores nothing, and prints `BOOTSTRAP <multiaddr>/p2p/<peer id>` once ready.
+"""
 
 from __future__ import annotations
 
 import argparse
+import logging
+import signal
 import sys
 from collections.abc import Sequence
+from pathlib import Path
+
+import trio
+from libp2p.discovery.rendezvous.service import RendezvousService
+from libp2p.peer.id import ID
+from libp2p.tools.anyio_service import background_trio_service
+from multiaddr import Multiaddr
 
 from node import __version__
+from node.announce_validator import AnnounceValidator
+from node.announcement import AnnouncementError, topic_for
+from node.gossip_host import build_host, build_pubsub, innermost_error, quiet_libp2p_logs
+from node.identity import KEY_FILE, IdentityError, load_or_create
+
+DEFAULT_LISTEN = "/ip4/127.0.0.1/tcp/4040"
+log = logging.getLogger("swarm-bootstrap")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -16,13 +36,74 @@ def build_parser() -> argparse.ArgumentParser:
         "Stores nothing, decides nothing. Prints 'BOOTSTRAP <multiaddr>' when ready.",
     )
     parser.add_argument("--version", action="version", version=f"swarm-bootstrap {__version__}")
+    parser.add_argument("--swarm", action="append", required=True, metavar="ID",
+                        help="swarm id to serve (repeatable); its announcement topic is relayed")
+    parser.add_argument("--listen", default=DEFAULT_LISTEN, help=f"multiaddr to listen on ({DEFAULT_LISTEN})")
+    parser.add_argument("--data-dir", type=Path, default=Path.home() / ".swarm-bootstrap",
+                        help="where the persistent identity key lives (~/.swarm-bootstrap)")
+    parser.add_argument("--key-file", type=Path, help=f"identity key file (default DATA_DIR/{KEY_FILE})")
     return parser
 
 
+async def serve(key_file: Path, listen: Multiaddr, swarms: list[str]) -> None:
+    """Run until SIGTERM/SIGINT; OSError if nothing could listen."""
+    key_pair = load_or_create(key_file)
+    host = build_host(key_pair)
+    pubsub, router = build_pubsub(host)
+    RendezvousService(host)
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async with host.run([listen]), background_trio_service(pubsub), background_trio_service(router):
+            await pubsub.wait_until_ready()
+            async with trio.open_nursery() as nursery:
+                for swarm in swarms:
+                    topic = topic_for(swarm)
+                    validator = AnnounceValidator()
+                    pubsub.set_topic_validator(
+                        topic, lambda _fwd, msg, v=validator: v.check(msg.data, ID(msg.from_id).to_base58())
+                        is not None, False)
+                    nursery.start_soon(_discard, await pubsub.subscribe(topic))
+                if not host.get_addrs():  # py-libp2p logs a failed bind and carries on without a listener
+                    raise OSError("the address is in use or not local; pick another --listen port")
+                print(f"BOOTSTRAP {host.get_addrs()[0]}", flush=True)
+                log.info("serving swarm(s) %s", ", ".join(swarms))
+                async for signum in signals:
+                    log.info("stopping on signal %d", signum)
+                    nursery.cancel_scope.cancel()
+                    break
+
+
+async def _discard(sub: object) -> None:
+    # Subscribed only to relay: drain so py-libp2p's 32-message subscription queue never fills.
+    while True:
+        await sub.get()  # type: ignore[attr-defined]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    build_parser().parse_args(argv)
-    print("swarm-bootstrap: not built yet", file=sys.stderr)
-    return 2
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s %(message)s")
+    quiet_libp2p_logs()
+    try:
+        for swarm in args.swarm:
+            topic_for(swarm)
+        listen = Multiaddr(args.listen)
+    except AnnouncementError as e:
+        print(f"swarm-bootstrap: {e}", file=sys.stderr)
+        return 2
+    except Exception as e:  # multiaddr raises assorted types
+        print(f"swarm-bootstrap: --listen {args.listen!r} is not a multiaddr: {e}", file=sys.stderr)
+        return 2
+    try:
+        trio.run(serve, args.key_file or args.data_dir / KEY_FILE, listen, args.swarm)
+    except IdentityError as e:
+        print(f"swarm-bootstrap: {e}", file=sys.stderr)
+        return 1
+    except BaseExceptionGroup as group:
+        error = innermost_error(group)
+        if not isinstance(error, OSError):
+            raise
+        print(f"swarm-bootstrap: cannot listen on {args.listen}: {error}", file=sys.stderr)
+        return 1
+    return 0
 
 
 if __name__ == "__main__":

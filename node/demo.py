@@ -36,6 +36,8 @@ class DemoSettings:
     encoding: str = "fp32"
     local_epochs: int = 1
     lr: float = 1e-3
+    model: str = ""
+    max_steps_per_round: int = 0
     round_interval_s: float = 2.0
     seed: int = 0
     timeout_s: float = 900.0
@@ -53,6 +55,7 @@ class PeerOutcome:
     bytes_out: int = 0
     merges: int = 0
     val_acc_by_round: dict[int, float] = field(default_factory=dict)
+    round_timings: list[dict[str, float]] = field(default_factory=list)
     exit_code: int | None = None
 
 
@@ -61,6 +64,7 @@ def node_config(s: DemoSettings, client: int, data_dir: Path, bootstrap: str) ->
                       dataset=s.dataset, partition=s.partition, clients=s.nodes, client=client,
                       samples_per_client=s.samples_per_client, strategy=s.strategy, similarity=s.similarity,
                       neighbours=s.neighbours, encoding=s.encoding, local_epochs=s.local_epochs, lr=s.lr,
+                      model=s.model, max_steps_per_round=s.max_steps_per_round,
                       rounds=s.rounds, round_interval_s=s.round_interval_s, seed=s.seed, headless=True)
 
 
@@ -87,6 +91,8 @@ def collect(child: Child, outcome: PeerOutcome) -> None:
             continue
         if "round" in record and "val_acc" in record:
             outcome.val_acc_by_round[int(record["round"])] = float(record["val_acc"])
+        if "round_timings" in record:
+            outcome.round_timings.append(record["round_timings"])
         if "test_acc" in record:
             outcome.test_acc = float(record["test_acc"])
             outcome.bytes_in, outcome.bytes_out = int(record["bytes_in"]), int(record["bytes_out"])
@@ -104,8 +110,10 @@ def local_baseline(cfg: NodeConfig) -> float:
     return learner.evaluate("test")[1]
 
 
-def run_demo(s: DemoSettings, *, on_tick: Any = None) -> tuple[list[PeerOutcome], float]:
-    """Run the swarm; `on_tick(statuses)` is called about twice a second with each peer's status."""
+def run_demo(s: DemoSettings, *, on_tick: Any = None,
+             baseline: bool = True) -> tuple[list[PeerOutcome], float]:
+    """Run the swarm; `on_tick(statuses)` is called about twice a second with each peer's status.
+    With `baseline`, each shard is then also trained alone for comparison (`local_acc`)."""
     workdir = s.workdir or Path(tempfile.mkdtemp(prefix="swarm-demo-"))
     workdir.mkdir(parents=True, exist_ok=True)
     children: list[Child] = []
@@ -136,7 +144,7 @@ def run_demo(s: DemoSettings, *, on_tick: Any = None) -> tuple[list[PeerOutcome]
         kill_all(children)
     wall = time.monotonic() - started
     for cfg, outcome in zip(configs, outcomes, strict=True):
-        outcome.local_acc = local_baseline(cfg)
+        outcome.local_acc = local_baseline(cfg) if baseline else None
     return outcomes, wall
 
 

@@ -7,13 +7,14 @@ or decode that fails is one event line, the peer is backed off, and the loop goe
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from node import checkpoint
 from node.announcement import Announcement
@@ -33,6 +34,21 @@ KEEP_OWN_SNAPSHOTS = 2
 KEYFRAME_EVERY = 5  # topk-delta: a full snapshot every few rounds, deltas against it in between
 BASE_CACHE = 16
 PINNER_KEEP_PER_PEER = 2
+
+
+class Timer:
+    """Seconds spent per phase of the current round (bench/round.py reads them from the round event)."""
+
+    def __init__(self) -> None:
+        self.spent: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def __call__(self, phase: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.spent[phase] = self.spent.get(phase, 0.0) + time.perf_counter() - started
 
 
 class Node:
@@ -55,6 +71,7 @@ class Node:
         self.pinned: dict[str, list[str]] = {}
         self.round = 0
         self.merges = 0
+        self.timer = Timer()
 
     # -- events and status ---------------------------------------------------------------------------
 
@@ -156,9 +173,12 @@ class Node:
         assert self.learner is not None and self.store is not None and self.gossip is not None
         self.round += 1
         self.status.round = self.round
+        self.timer = timer = Timer()
         max_steps = self.cfg.max_steps_per_round or None
-        stats = self.learner.train(max_steps)
-        _, val_acc = self.learner.evaluate("val")
+        with timer("train"):
+            stats = self.learner.train(max_steps)
+        with timer("evaluate"):
+            _, val_acc = self.learner.evaluate("val")
         self.status.loss, self.status.val_acc = stats.loss, val_acc
         cid = self.publish(stats.loss)
         self.event(f"round {self.round}: trained {stats.steps} steps, loss {stats.loss:.4f}, "
@@ -166,7 +186,10 @@ class Node:
                    round=self.round, loss=stats.loss, val_acc=val_acc, cid=cid)
         self.fold()
         self.exchange()
-        self.save_checkpoint(cid)
+        with timer("checkpoint"):
+            self.save_checkpoint(cid)
+        self.event(f"round {self.round} took {sum(timer.spent.values()):.2f} s",
+                   round_timings={k: round(v, 5) for k, v in timer.spent.items()})
 
     def publish(self, loss: float) -> str:
         assert self.learner is not None and self.store is not None and self.gossip is not None
@@ -181,9 +204,11 @@ class Node:
                 encoding = "fp32"
             else:
                 meta["base_cid"], base = self.keyframe
-        data = encode(state, encoding=encoding, meta=meta, base=base)
-        cid = self.store.put(data)
-        self.store.pin(cid)
+        with self.timer("encode"):
+            data = encode(state, encoding=encoding, meta=meta, base=base)
+        with self.timer("put"):
+            cid = self.store.put(data)
+            self.store.pin(cid)
         if self.cfg.encoding == "topk-delta" and encoding == "fp32":
             self.keyframe = (cid, state)
         self.own_cids.append(cid)
@@ -197,7 +222,8 @@ class Node:
                            schema=schema_fingerprint(state), samples=self.learner.samples, loss=float(loss),
                            encoding=encoding, size=len(data), timestamp=time.time(), parents=tuple(parents),
                            role=self.cfg.role, addrs=tuple(self._ipfs_addrs()))
-        self.gossip.publish(ann)
+        with self.timer("announce"):
+            self.gossip.publish(ann)
         return cid
 
     def _ipfs_addrs(self) -> list[str]:
@@ -231,7 +257,8 @@ class Node:
             state = self.fetch(records[peer_id])
             if state is None:
                 continue
-            score = learner.score(state)
+            with self.timer("score"):
+                score = learner.score(state)
             if score != score:  # NaN: the peer's model is useless on my data
                 self.event(f"skipped {short_id(peer_id)}: similarity is not a number")
                 continue
@@ -244,7 +271,8 @@ class Node:
             return
         weights = learner.strategy.weights(view, list(states), scores)
         try:
-            learner.merge({self.table.me: learner.state(), **states}, weights)
+            with self.timer("merge"):
+                learner.merge({self.table.me: learner.state(), **states}, weights)
         except ValueError as exc:
             self.event(f"merge skipped: {exc}")
             return
@@ -261,8 +289,10 @@ class Node:
         started = time.monotonic()
         try:
             self._connect_ipfs(ann)
-            data = self.store.get(ann.cid, max_size=self._cap(), timeout=self.cfg.fetch_timeout_s)
-            snap = decode(data, max_size=self._cap())
+            with self.timer("fetch"):
+                data = self.store.get(ann.cid, max_size=self._cap(), timeout=self.cfg.fetch_timeout_s)
+            with self.timer("decode"):
+                snap = decode(data, max_size=self._cap())
             if snap.meta.get("peer_id") != ann.publisher:
                 raise StoreError(f"snapshot says it is from {short_id(str(snap.meta.get('peer_id')))}, "
                                  "not from its announcer")

@@ -1,38 +1,30 @@
-"""Snapshots and where they live: the snapshot format, CIDs, local and IPFS stores, private daemons."""
+"""Snapshots and where they live: the snapshot format, CIDs, local and IPFS stores, private daemons.
 
-from storage.cid import cid_of, normalize_cid
-from storage.daemon import DaemonError, IpfsDaemon
-from storage.errors import (
-    CidMismatch,
-    ContentNotFound,
-    ContentTooLarge,
-    FetchTimeout,
-    InvalidCid,
-    SnapshotError,
-    StoreError,
-    StoreUnavailable,
-)
-from storage.ipfs import IpfsStore
-from storage.local import LocalStore
-from storage.snapshot import Snapshot, decode, encode, schema_fingerprint
+The public names are loaded on first use: `storage.atomic` and `storage.cid` stay cheap to import
+for the bootstrap and gossip processes, which must not pay for torch.
+"""
 
-__all__ = [
-    "CidMismatch",
-    "ContentNotFound",
-    "ContentTooLarge",
-    "DaemonError",
-    "FetchTimeout",
-    "InvalidCid",
-    "IpfsDaemon",
-    "IpfsStore",
-    "LocalStore",
-    "Snapshot",
-    "SnapshotError",
-    "StoreError",
-    "StoreUnavailable",
-    "cid_of",
-    "decode",
-    "encode",
-    "normalize_cid",
-    "schema_fingerprint",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "cid_of": "storage.cid", "normalize_cid": "storage.cid",
+    "DaemonError": "storage.daemon", "IpfsDaemon": "storage.daemon",
+    "CidMismatch": "storage.errors", "ContentNotFound": "storage.errors", "ContentTooLarge": "storage.errors",
+    "FetchTimeout": "storage.errors", "InvalidCid": "storage.errors", "SnapshotError": "storage.errors",
+    "StoreError": "storage.errors", "StoreUnavailable": "storage.errors",
+    "IpfsStore": "storage.ipfs", "LocalStore": "storage.local",
+    "Snapshot": "storage.snapshot", "decode": "storage.snapshot", "encode": "storage.snapshot",
+    "schema_fingerprint": "storage.snapshot",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'storage' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value
+    return value

@@ -1,0 +1,115 @@
+"""Decides whether an incoming announcement is accepted: schema and size, signer, age, replay, rate.
+
+Every reject is counted by cause and logged once per cause (later ones only counted), so a flood of
+garbage cannot flood the log. `check` never raises: the gossipsub validator calls it, and an exception
+there would kill the pubsub service (py-libp2p #1118).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter, OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from node.announcement import MAX_SIZE, Announcement, AnnouncementError
+
+log = logging.getLogger(__name__)
+
+# Bounds on per-peer state, so that many fake publishers cannot grow memory without limit.
+MAX_TRACKED_PUBLISHERS = 10_000
+MAX_REMEMBERED = 50_000
+
+
+@dataclass(frozen=True)
+class ValidationPolicy:
+    """Limits for incoming announcements. Rates are per publisher: a node announces once per round."""
+
+    max_age_s: float = 600.0
+    max_future_s: float = 60.0
+    rate_per_s: float = 2.0
+    burst: int = 20
+
+
+class AnnounceValidator:
+    """Stateful checker (rate buckets, replay memory). Call from one thread; `rejects()` from any."""
+
+    def __init__(self, policy: ValidationPolicy | None = None, clock: Callable[[], float] = time.time):
+        self.policy = policy or ValidationPolicy()
+        self._clock = clock
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()  # peer -> (tokens, last)
+        self._seen: OrderedDict[tuple[str, str, int], float] = OrderedDict()  # key -> expiry
+        self._rejects: Counter[str] = Counter()
+        self._lock = threading.Lock()
+
+    def check(self, data: bytes, signer: str) -> Announcement | None:
+        """The announcement if `data` signed by peer `signer` is acceptable, else None (counted)."""
+        try:
+            return self._check(data, signer)
+        except _Reject as r:
+            self._count(r.cause, r.detail, signer)
+        except Exception as e:  # a validator must survive anything a peer can send
+            self._count("error", f"{type(e).__name__}: {e}", signer)
+        return None
+
+    def rejects(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._rejects)
+
+    def _check(self, data: bytes, signer: str) -> Announcement:
+        if len(data) > MAX_SIZE:
+            raise _Reject("oversized", f"{len(data)} bytes > {MAX_SIZE}")
+        try:
+            ann = Announcement.from_bytes(data)
+        except AnnouncementError as e:
+            raise _Reject("malformed", str(e)) from None
+        if ann.publisher != signer:
+            raise _Reject("forged", "publisher field differs from the message signer")
+        now = self._clock()
+        if ann.timestamp < now - self.policy.max_age_s:
+            raise _Reject("stale", f"timestamp {now - ann.timestamp:.0f} s old")
+        if ann.timestamp > now + self.policy.max_future_s:
+            raise _Reject("future", f"timestamp {ann.timestamp - now:.0f} s ahead; check the clock")
+        self._forget_expired(now)
+        key = (ann.publisher, ann.cid, ann.round)
+        if key in self._seen:
+            raise _Reject("replayed", f"cid {ann.cid[-8:]} round {ann.round} seen before")
+        if not self._take_token(signer, now):
+            raise _Reject("rate", f"more than {self.policy.rate_per_s}/s (burst {self.policy.burst})")
+        self._seen[key] = now + self.policy.max_age_s + self.policy.max_future_s
+        if len(self._seen) > MAX_REMEMBERED:
+            self._seen.popitem(last=False)
+        return ann
+
+    def _take_token(self, peer: str, now: float) -> bool:
+        tokens, last = self._buckets.pop(peer, (float(self.policy.burst), now))
+        tokens = min(float(self.policy.burst), tokens + (now - last) * self.policy.rate_per_s)
+        ok = tokens >= 1.0
+        self._buckets[peer] = (tokens - 1.0 if ok else tokens, now)
+        if len(self._buckets) > MAX_TRACKED_PUBLISHERS:
+            self._buckets.popitem(last=False)
+        return ok
+
+    def _forget_expired(self, now: float) -> None:
+        while self._seen:
+            key, expiry = next(iter(self._seen.items()))
+            if expiry > now:
+                break
+            del self._seen[key]
+
+    def _count(self, cause: str, detail: str, signer: str) -> None:
+        with self._lock:
+            self._rejects[cause] += 1
+            first = self._rejects[cause] == 1
+        if first:
+            log.warning("announcement rejected (%s) from …%s: %s; further '%s' rejects are only counted",
+                        cause, signer[-8:], detail, cause)
+
+
+class _Reject(Exception):
+    def __init__(self, cause: str, detail: str):
+        super().__init__(cause)
+        self.cause = cause
+        self.detail = detail

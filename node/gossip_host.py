@@ -1,0 +1,81 @@
+"""Builds the libp2p host and gossipsub router shared by nodes and the bootstrap.
+
+Settings that py-libp2p's defaults get wrong for us (see docs/protocol.md): only Noise + Yamux (its
+default host also accepts plaintext and secio), gossipsub v1.2 and v1.1 (go-libp2p-pubsub <= 0.10 speaks
+1.1 at most), 1 s heartbeat instead of 120 s, and a forwarding rate limit sized to our traffic instead
+of a silent 10 messages/s.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+
+from libp2p import new_host
+from libp2p.abc import IHost
+from libp2p.crypto.keys import KeyPair
+from libp2p.crypto.x25519 import create_new_key_pair as create_new_x25519_key_pair
+from libp2p.custom_types import TProtocol
+from libp2p.pubsub.gossipsub import PROTOCOL_ID_V11, PROTOCOL_ID_V12, GossipSub
+from libp2p.pubsub.pubsub import Pubsub
+from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
+from libp2p.security.noise.transport import Transport as NoiseTransport
+from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
+from libp2p.stream_muxer.yamux.yamux import Yamux
+
+MESHSUB_PROTOCOLS = (PROTOCOL_ID_V12, PROTOCOL_ID_V11)
+
+
+@dataclass(frozen=True)
+class MeshParams:
+    degree: int = 6
+    degree_low: int = 4
+    degree_high: int = 12
+    heartbeat_s: int = 1
+    # Per forwarding peer and topic. A relay forwards everyone's announcements, so this bounds the
+    # whole swarm's rate, not one publisher's (that is AnnounceValidator's job).
+    relay_rate_per_s: float = 500.0
+    seen_ttl_s: int = 120
+
+
+def quiet_libp2p_logs() -> None:
+    """py-libp2p logs expected failures (every redial of a dead peer) as errors; our modules log such
+    events once. Its own switch still works: set LIBP2P_DEBUG to see its logs."""
+    if not os.environ.get("LIBP2P_DEBUG"):
+        logging.getLogger("libp2p").setLevel(logging.CRITICAL)
+
+
+def build_host(key_pair: KeyPair) -> IHost:
+    """A TCP host that speaks only Noise and Yamux; no mDNS, no UPnP, no QUIC."""
+    noise = NoiseTransport(key_pair, noise_privkey=create_new_x25519_key_pair().private_key)
+    return new_host(
+        key_pair=key_pair,
+        sec_opt={NOISE_PROTOCOL_ID: noise},
+        muxer_opt={TProtocol(YAMUX_PROTOCOL_ID): Yamux},
+        enable_mDNS=False,
+        enable_upnp=False,
+    )
+
+
+def build_pubsub(host: IHost, params: MeshParams | None = None) -> tuple[Pubsub, GossipSub]:
+    """Gossipsub with strict signing; start both services before dialing anyone."""
+    p = params or MeshParams()
+    router = GossipSub(
+        protocols=list(MESHSUB_PROTOCOLS),
+        degree=p.degree,
+        degree_low=p.degree_low,
+        degree_high=p.degree_high,
+        heartbeat_interval=p.heartbeat_s,
+        heartbeat_initial_delay=0.1,
+        max_messages_per_topic_per_second=p.relay_rate_per_s,
+    )
+    pubsub = Pubsub(host, router, strict_signing=True, seen_ttl=p.seen_ttl_s, cache_size=4096)
+    return pubsub, router
+
+
+def innermost_error(error: BaseException) -> BaseException:
+    """The one real error inside trio's nested nursery exception groups, for a readable message."""
+    while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
+        error = error.exceptions[0]
+    return error

@@ -1,0 +1,56 @@
+"""`swarm-node publish` end to end: a real js-ipfs daemon, a real bootstrap and a real gossip peer."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from node.gossip_procs import Bootstrap, Child, Peer, kill_all
+from storage import IpfsDaemon, IpfsStore, cid_of, encode
+
+SWARM = "pub"
+
+
+@pytest.fixture
+def daemon():  # type: ignore[no-untyped-def]
+    with IpfsDaemon.start() as d:
+        yield d
+
+
+def test_publish_puts_pins_and_announces(tmp_path: Path, daemon: IpfsDaemon) -> None:
+    torch.manual_seed(0)
+    snapshot = tmp_path / "seed.snap"
+    snapshot.write_bytes(encode({"w": torch.randn(16, 8), "b": torch.zeros(8)}, encoding="fp16",
+                                meta={"round": 7, "samples": 1000, "train_loss": 0.25}))
+    children: list[Child] = []
+    try:
+        boot = Bootstrap(SWARM, tmp_path / "boot")
+        children.append(boot)
+        peer = Peer(SWARM, tmp_path / "peer", [boot.addr])
+        children.append(peer)
+        done = subprocess.run(
+            [sys.executable, "-m", "node.cli", "publish", str(snapshot), "--swarm", SWARM,
+             "--bootstrap", boot.addr, "--ipfs-api", daemon.api_multiaddr,
+             "--data-dir", str(tmp_path / "publisher")],
+            capture_output=True, text=True, timeout=90)
+        assert done.returncode == 0, done.stderr
+        cid = done.stdout.strip()
+        assert cid == cid_of(snapshot.read_bytes())
+        got = peer.wait_for(lambda r: r["event"] == "recv" and r["cid"] == cid, 15)
+        assert got["round"] == 7
+        assert IpfsStore(daemon.api_multiaddr).get(cid) == snapshot.read_bytes()
+    finally:
+        kill_all(children)
+
+
+def test_publish_refuses_a_file_that_is_not_a_snapshot(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.snap"
+    bad.write_bytes(b"definitely not a snapshot")
+    done = subprocess.run([sys.executable, "-m", "node.cli", "publish", str(bad), "--swarm", SWARM],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert "not a valid snapshot" in done.stderr and "Traceback" not in done.stderr
