@@ -13,12 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch.utils.data import DataLoader, TensorDataset
 
 from node.config import NodeConfig
 from swarm.data import load_dataset
 from swarm.merge import merge
 from swarm.models import build_model
 from swarm.partition import partition
+from swarm.privacy import PrivacyBudget, PrivacyConfigError, PrivateTraining, make_private
 from swarm.similarity import SimilarityInputs, similarity
 from swarm.strategies import build_strategy
 from swarm.training import ShuffledBatches, TrainStats, evaluate, make_optimizer, train_local
@@ -107,6 +109,22 @@ class Learner:
         self.metric = similarity(cfg.similarity)
         self.rng = random.Random(cfg.seed * 7919 + cfg.client)
         self._scratch = build_model(model_name, in_channels=shard.in_channels, num_classes=shard.num_classes)
+        self.private = self._make_private() if cfg.dp_epsilon > 0 else None
+
+    def _make_private(self) -> PrivateTraining:
+        cfg = self.cfg
+        if cfg.rounds < 1:
+            raise PrivacyConfigError("--dp-epsilon needs --rounds: the noise is planned so that the whole "
+                                     "training spends exactly the budget")
+        budget = PrivacyBudget(cfg.dp_epsilon, cfg.dp_delta, cfg.dp_max_grad_norm)
+        loader = DataLoader(TensorDataset(self.shard.train_x, self.shard.train_y), batch_size=cfg.batch_size)
+        return make_private(self.model, self.optimizer, loader, budget, cfg.rounds * cfg.local_epochs,
+                            noise_seed=cfg.seed * 1000 + cfg.client)
+
+    @property
+    def epsilon(self) -> float | None:
+        """Privacy spent so far; None when this peer trains without DP."""
+        return None if self.private is None else self.private.epsilon_spent()
 
     @property
     def samples(self) -> int:
@@ -116,6 +134,9 @@ class Learner:
         return {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
 
     def train(self, max_steps: int | None) -> TrainStats:
+        """One round of local training; raises BudgetExhausted once a DP peer's budget is spent."""
+        if self.private is not None:
+            return self.private.train(self.cfg.local_epochs, self.device)
         return train_local(self.model, self.train_batches, epochs=self.cfg.local_epochs,
                            optimizer=self.optimizer, device=self.device, max_steps=max_steps)
 
@@ -132,5 +153,6 @@ class Learner:
         return float(self.metric(self.state(), theirs, inputs))
 
     def merge(self, states: dict[str, StateDict], weights: dict[str, float]) -> None:
-        merged = merge(states, weights, method=self.cfg.merge, reference=self.state())
+        merged = merge(states, weights, method=self.cfg.merge, reference=self.state(),
+                       clip_norm=self.cfg.clip_norm or None)
         self.model.load_state_dict(merged)

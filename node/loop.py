@@ -27,6 +27,7 @@ from node.status import STATUS_FILE, NodeStatus, PeerRow, short_id
 from storage import IpfsDaemon, IpfsStore, StoreError, decode, encode, schema_fingerprint
 from storage.atomic import write_atomic
 from swarm.models import pick_device
+from swarm.privacy import BudgetExhausted
 from swarm.strategies import Candidate, PeerView
 
 log = logging.getLogger(__name__)
@@ -72,6 +73,7 @@ class Node:
         self.round = 0
         self.merges = 0
         self.timer = Timer()
+        self.serving = False  # a DP trainer whose budget is spent: keeps its snapshots available
 
     # -- events and status ---------------------------------------------------------------------------
 
@@ -133,6 +135,9 @@ class Node:
             self.learner.model.load_state_dict(saved.model)
             self.learner.optimizer.load_state_dict(saved.optimizer)
             self.learner.strategy.load_state_dict(saved.strategy)
+            if self.learner.private is not None:
+                self.learner.private.load_state_dict(saved.privacy)
+                self.status.epsilon = self.learner.epsilon
         self.status.round = self.round
         self.event(f"resumed from checkpoint at round {self.round}")
 
@@ -151,7 +156,7 @@ class Node:
             self.start()
             while not self.stop.is_set() and not (self.cfg.rounds and self.round >= self.cfg.rounds):
                 started = time.monotonic()
-                if self.learner is not None:
+                if self.learner is not None and not self.serving:
                     self.trainer_round()
                 else:
                     self.follow()
@@ -175,8 +180,16 @@ class Node:
         self.status.round = self.round
         self.timer = timer = Timer()
         max_steps = self.cfg.max_steps_per_round or None
-        with timer("train"):
-            stats = self.learner.train(max_steps)
+        try:
+            with timer("train"):
+                stats = self.learner.train(max_steps)
+        except BudgetExhausted as exc:
+            self.round -= 1
+            self.serving = True
+            self.status.state = "serving (privacy budget spent)"
+            self.event(str(exc))
+            return
+        self.status.epsilon = self.learner.epsilon
         with timer("evaluate"):
             _, val_acc = self.learner.evaluate("val")
         self.status.loss, self.status.val_acc = stats.loss, val_acc
@@ -197,7 +210,7 @@ class Node:
         state = self.learner.state()
         parents = [r.announcement.cid for r in self.table.records.values() if r.merged][:16]
         meta = {"peer_id": self.gossip.peer_id, "round": self.round, "samples": self.learner.samples,
-                "train_loss": float(loss), "parents": parents}
+                "train_loss": float(loss), "parents": parents, "dp_epsilon": self.learner.epsilon}
         encoding, base = self.cfg.encoding, None
         if encoding == "topk-delta":
             if self.keyframe is None or self.round % KEYFRAME_EVERY == 1:
@@ -221,6 +234,7 @@ class Node:
         ann = Announcement(cid=cid, publisher=self.gossip.peer_id, round=self.round,
                            schema=schema_fingerprint(state), samples=self.learner.samples, loss=float(loss),
                            encoding=encoding, size=len(data), timestamp=time.time(), parents=tuple(parents),
+                           dp_epsilon=self.learner.epsilon,
                            role=self.cfg.role, addrs=tuple(self._ipfs_addrs()))
         with self.timer("announce"):
             self.gossip.publish(ann)
@@ -359,4 +373,5 @@ class Node:
             peer_id=self.table.me, round=self.round, model=self.learner.state(),
             optimizer=self.learner.optimizer.state_dict(), strategy=self.learner.strategy.state_dict(),
             peers=self.table.to_list(), last_cid=cid,
+            privacy=self.learner.private.state_dict() if self.learner.private else {},
         ))

@@ -1,0 +1,55 @@
+"""The node's learning side on real digits: the same swarm/ code the simulator runs, DP wired in."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from node.config import NodeConfig
+from node.learner import Learner, load_shard
+from swarm.privacy import BudgetExhausted, PrivacyConfigError
+
+
+def learner(**over: object) -> Learner:
+    settings: dict = {"dataset": "digits", "partition": "iid", "clients": 2, "client": 0,
+                      "samples_per_client": 200, "rounds": 3, **over}
+    cfg = NodeConfig(**settings)
+    return Learner(cfg, load_shard(cfg), torch.device("cpu"))
+
+
+def test_peers_of_one_swarm_start_from_the_same_weights_and_differ_after_training() -> None:
+    a, b = learner(client=0), learner(client=1)
+    assert all(torch.equal(a.init[k], b.init[k]) for k in a.init)
+    a.train(None)
+    b.train(None)
+    assert not all(torch.equal(a.state()[k], b.state()[k]) for k in a.init)
+
+
+def test_dp_learner_spends_at_most_its_budget_then_stops() -> None:
+    dp, plain = learner(dp_epsilon=2.0), learner()
+    for _ in range(3):
+        dp.train(None)
+        plain.train(None)
+    assert dp.epsilon is not None and 0.5 < dp.epsilon <= 2.0
+    assert plain.epsilon is None
+    # Same seed, same data, same init: only clipping and noise make the weights differ.
+    assert not all(torch.allclose(dp.state()[k], plain.state()[k]) for k in dp.init)
+    with pytest.raises(BudgetExhausted, match="privacy budget spent"):
+        dp.train(None)
+
+
+def test_dp_needs_a_planned_number_of_rounds() -> None:
+    with pytest.raises(PrivacyConfigError, match="--rounds"):
+        learner(dp_epsilon=2.0, rounds=0)
+
+
+def test_score_and_merge_use_the_peer_state() -> None:
+    a, b = learner(client=0), learner(client=1)
+    for _ in range(2):
+        a.train(None)
+        b.train(None)
+    assert a.score(b.state()) > 0
+    mine, theirs = a.state(), b.state()
+    a.merge({"me": mine, "peer": theirs}, {"me": 0.5, "peer": 0.5})
+    key = next(k for k in mine if mine[k].is_floating_point())
+    assert torch.allclose(a.state()[key], (mine[key] + theirs[key]) / 2, atol=1e-6)
