@@ -105,7 +105,7 @@ def render(status: NodeStatus, now: float | None = None) -> Group:
     me.add_row("peer", short_id(status.peer_id, 12), "swarm", status.swarm, "role", status.role)
     me.add_row("device", status.device, "round", rounds, "state", status.state)
     me.add_row("loss", _fmt(status.loss, ".4f"), "val acc", _fmt(status.val_acc, ".3f"),
-               "epsilon", "inf" if status.epsilon is None else f"{status.epsilon:.2f}")
+               "epsilon", "off (no DP)" if status.epsilon is None else f"{status.epsilon:.2f}")
     me.add_row("bytes in", f"{status.bytes_in:,}", "bytes out", f"{status.bytes_out:,}",
                "ipfs / gossip", f"{status.ipfs} / {status.gossip_peers} peers")
     peers = Table(title="peers", expand=True)
