@@ -7,16 +7,24 @@ Every setting is a field of `NodeConfig`; the environment variable of field `foo
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import tomllib
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 ROLES = ("trainer", "pinner", "observer")
+# Numeric settings with a lower bound (every float setting must also be finite): names, test, rule.
+_BOUNDS: tuple[tuple[tuple[str, ...], Callable[[float], bool], str], ...] = (
+    (("clients", "samples_per_client", "local_epochs", "batch_size"), lambda v: v >= 1, "at least 1"),
+    (("lr", "fetch_timeout_s", "max_snapshot_mb", "dp_max_grad_norm"), lambda v: v > 0, "greater than 0"),
+    (("neighbours", "rounds", "max_steps_per_round", "round_interval_s", "dp_epsilon", "dp_delta",
+      "clip_norm", "tau"), lambda v: v >= 0, "0 or more"),
+)
 DEFAULT_IPFS_API = "/ip4/127.0.0.1/tcp/5001"
 
 
@@ -46,6 +54,7 @@ class NodeConfig:
     tau: float = 30.0
     encoding: str = "fp32"
     merge: str = "mean"
+    clip_norm: float = 0.0  # > 0: clip each peer's distance to my weights before merging (0: off)
     device: str = "auto"
     rounds: int = 0
     local_epochs: int = 1
@@ -66,6 +75,16 @@ class NodeConfig:
             raise ConfigError(f"role {self.role!r} is not one of {', '.join(ROLES)}")
         if not 0 <= self.client < max(self.clients, 1):
             raise ConfigError(f"client {self.client} is outside 0..{self.clients - 1} (of --clients)")
+        for name, value in vars(self).items():
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ConfigError(f"setting {name}: {value} is not a finite number")
+        for names, ok, rule in _BOUNDS:
+            for name in names:
+                value = getattr(self, name)
+                if isinstance(value, int | float) and not ok(value):
+                    raise ConfigError(f"setting {name}: {value} is out of range; it must be {rule}")
+        if "\x00" in str(self.data_dir):
+            raise ConfigError("setting data_dir: the path contains a NUL character")
         self.data_dir = Path(self.data_dir)
 
 
@@ -114,8 +133,8 @@ def settings_from_env(env: Mapping[str, str]) -> dict[str, Any]:
 
 def settings_from_toml(path: Path) -> dict[str, Any]:
     try:
-        document = tomllib.loads(Path(path).read_text())
-    except (OSError, tomllib.TOMLDecodeError) as exc:
+        document = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"config file {path}: {exc}") from None
     table = document.get("node", document)
     if not isinstance(table, dict):

@@ -10,7 +10,6 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch.utils.data import DataLoader, TensorDataset
@@ -22,7 +21,7 @@ from swarm.models import build_model
 from swarm.partition import partition
 from swarm.privacy import PrivacyBudget, PrivacyConfigError, PrivateTraining, make_private
 from swarm.similarity import SimilarityInputs, similarity
-from swarm.strategies import build_strategy
+from swarm.strategies import build_strategy, strategy_params
 from swarm.training import ShuffledBatches, TrainStats, evaluate, make_optimizer, train_local
 
 StateDict = dict[str, torch.Tensor]
@@ -84,13 +83,6 @@ def load_image_folder(root: Path, *, colour: bool, seed: int) -> Shard:
                  num_classes=len(folder.classes))
 
 
-def strategy_params(cfg: NodeConfig) -> dict[str, Any]:
-    params: dict[str, Any] = {"neighbours": cfg.neighbours}
-    if cfg.strategy == "dac":
-        params["tau"] = cfg.tau
-    return params
-
-
 class Learner:
     def __init__(self, cfg: NodeConfig, shard: Shard, device: torch.device) -> None:
         self.cfg, self.shard, self.device = cfg, shard, device
@@ -105,7 +97,7 @@ class Learner:
         self.optimizer = make_optimizer("adam", self.model.parameters(), cfg.lr)
         generator = torch.Generator().manual_seed(cfg.seed * 1000 + cfg.client)
         self.train_batches = ShuffledBatches(shard.train_x, shard.train_y, cfg.batch_size, generator)
-        self.strategy = build_strategy(cfg.strategy, **strategy_params(cfg))
+        self.strategy = build_strategy(cfg.strategy, **strategy_params(cfg.strategy, vars(cfg)))
         self.metric = similarity(cfg.similarity)
         self.rng = random.Random(cfg.seed * 7919 + cfg.client)
         self._scratch = build_model(model_name, in_channels=shard.in_channels, num_classes=shard.num_classes)
@@ -134,7 +126,11 @@ class Learner:
         return {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
 
     def train(self, max_steps: int | None) -> TrainStats:
-        """One round of local training; raises BudgetExhausted once a DP peer's budget is spent."""
+        """One round of local training; raises BudgetExhausted once a DP peer's budget is spent.
+
+        As in the simulator, each round starts with a fresh optimizer state: the merge replaced the
+        weights the old moments belonged to."""
+        self.optimizer.state.clear()
         if self.private is not None:
             return self.private.train(self.cfg.local_epochs, self.device)
         return train_local(self.model, self.train_batches, epochs=self.cfg.local_epochs,

@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Issue 7 experiments at reduced scale (2 shared CPU cores): DP gossip vs FedAvg, DAC under DP,
+# bytes vs accuracy per snapshot encoding, sparse personalized models. Finished runs are skipped.
+#   nice -n 10 bash docs/experiments/issue7.sh dp|dac-dp|comm [RUNS_DIR]     (SEEDS="0 1" for more seeds)
+# then: .venv/bin/python -m swarm.sweep_report RUNS_DIR docs/plots
+set -euo pipefail
+what=${1:?usage: issue7.sh dp|dac-dp|comm [RUNS_DIR]}
+runs=${2:-runs/issue7}
+SIM=${SWARM_NODE:-.venv/bin/swarm-node}
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}  # measured: 2 torch threads on 2 busy cores run ~10x slower
+
+run() {  # run NAME KEY=VALUE...
+  local name=$1; shift
+  [[ -f $runs/$name/summary.json ]] && return 0
+  local sets=()
+  for kv in "$@"; do sets+=(--set "$kv"); done
+  $SIM simulate --quiet "${sets[@]}" --out "$runs/$name"
+}
+
+# Gossip under DP vs FedAvg: 10 clients x 600 Fashion-MNIST images, 8 rounds of 1 local epoch,
+# DP-SGD (SGD lr 0.1, batch 64 Poisson-sampled, clip 1.0), epsilon 0 = no DP, inf = clipping only.
+DP=(dataset=fashion-mnist clients=10 train_samples=600 val_samples=0 test_samples=200 rounds=8
+    local_epochs=1 optimizer=sgd lr=0.1 batch_size=64 neighbours=2 degree=4 dp_delta=1e-5 dp_max_grad_norm=1.0)
+if [[ $what == dp ]]; then
+  for seed in ${SEEDS:-0}; do
+    tag=$( ((seed)) && echo "-s$seed" || true)
+    for part in iid rotation; do
+      for eps in 0 8 4 2 1; do
+        run "dp-$part-fedavg-e$eps$tag" "${DP[@]}" seed=$seed partition=$part strategy=fedavg dp_epsilon=$eps
+        for topo in ring regular full; do
+          run "dp-$part-$topo-e$eps$tag" "${DP[@]}" seed=$seed partition=$part strategy=gossip topology=$topo \
+            dp_epsilon=$eps
+        done
+      done
+    done
+  done
+  # ablation: per-sample clipping without noise (dp_epsilon=inf), to separate clipping from noise
+  for topo in fedavg ring; do
+    strat=$([[ $topo == fedavg ]] && echo fedavg || echo gossip)
+    run "dp-iid-$topo-clip" "${DP[@]}" partition=iid strategy=$strat topology=$topo dp_epsilon=inf
+  done
+fi
+
+# DAC rotation setting (reduced): 20 clients x 200 images, 2 local epochs, 15 rounds, 3 neighbours.
+DAC=(dataset=fashion-mnist partition=rotation clients=20 train_samples=200 val_samples=0 test_samples=100
+     rounds=15 local_epochs=2 batch_size=32 optimizer=adam lr=1e-3 neighbours=3 tau=30)
+if [[ $what == dac-dp ]]; then
+  for eps in 0 8 2; do
+    run "dacdp-e$eps" "${DAC[@]}" strategy=dac dp_epsilon=$eps
+  done
+fi
+if [[ $what == comm ]]; then
+  for enc in fp32 fp16 int8 topk-delta; do
+    run "comm-dac-$enc" "${DAC[@]}" strategy=dac encoding=$enc
+  done
+  run comm-random-fp32 "${DAC[@]}" strategy=random encoding=fp32
+  run comm-dac-sparse "${DAC[@]}" strategy=dac encoding=fp32 prune_target=0.1 prune_rate=0.3
+  run comm-random-sparse "${DAC[@]}" strategy=random encoding=fp32 prune_target=0.1 prune_rate=0.3
+  run comm-local "${DAC[@]}" strategy=local encoding=fp32
+fi

@@ -1,0 +1,88 @@
+"""Simulator configuration: defaults, TOML files and `--set key=value` overrides."""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class SimConfig:
+    dataset: str = "digits"
+    partition: str = "rotation"
+    alpha: float = 0.5  # dirichlet concentration
+    clients: int = 20
+    train_samples: int = 40
+    val_samples: int = 10
+    test_samples: int = 20
+    model: str = ""  # "" = the dataset's default architecture
+    rounds: int = 10
+    strategy: str = "dac"
+    similarity: str = ""  # "" = the strategy's default metric
+    seed: int = 0
+    local_epochs: int = 3
+    batch_size: int = 32
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    neighbours: int = 5
+    tau: float = 30.0
+    tau_growth: float = 0.0  # tau_t = tau + tau_growth * round
+    two_hop: bool = True
+    aggregate: str = "samples"  # dac: "samples" or "similarity"
+    stage1_rounds: int = 50  # panm
+    reestimate_every: int = 5  # panm
+    panm_alpha: float = 0.5  # panm metric: weight of the current-update cosine
+    merge: str = "mean"  # "mean", "median", "trimmed-mean"
+    clip_norm: float = 0.0  # 0 = off
+    encoding: str = "fp32"
+    engine: str = "auto"  # "auto", "batched", "loop"
+    device: str = "cpu"
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+class ConfigError(ValueError):
+    """A config file or --set override names an unknown key or a value of the wrong type."""
+
+
+KEYS = {f.name: f for f in fields(SimConfig)}
+
+
+def coerce(key: str, value: Any) -> Any:
+    if key not in KEYS:
+        raise ConfigError(f"unknown config key {key!r}; known keys: {', '.join(KEYS)}")
+    kind = type(getattr(SimConfig(), key))
+    if kind is bool and isinstance(value, str):
+        if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
+            raise ConfigError(f"{key} must be true or false, got {value!r}")
+        return value.lower() in ("true", "1", "yes")
+    try:
+        out = kind(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{key} must be a {kind.__name__}, got {value!r}") from None
+    if kind is int and isinstance(value, float) and value != out:
+        raise ConfigError(f"{key} must be an integer, got {value!r}")
+    return out
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> SimConfig:
+    """Defaults, then the TOML file's keys (top level or under [simulate]), then `key=value` overrides."""
+    values: dict[str, Any] = {}
+    if path is not None:
+        try:
+            data = tomllib.loads(Path(path).read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"config file {path} does not exist") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+        values.update(data.get("simulate", data))
+    for item in overrides or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--set expects key=value, got {item!r}")
+        values[key.strip()] = value.strip()
+    return SimConfig(**{k: coerce(k, v) for k, v in values.items()})

@@ -1,0 +1,112 @@
+"""DP-SGD for the simulator's clients, one client at a time (as `LoopEngine`), with true Poisson
+sampling so the RDP accounting of `swarm.privacy` holds exactly.
+
+Per step: every local sample joins the batch with probability q = batch_size / n_train, per-sample
+gradients come from `torch.func` (vmap over the batch; measured ~2.5x the cost of a plain step for
+the Fashion-MNIST CNN on one CPU thread, against ~3.2x with Opacus's hooks), and `clip_and_noise`
+turns them into the DP gradient for the usual torch.optim step. Each client plans its noise so that
+`rounds * local_epochs` epochs spend its budget; a client whose budget is spent stops training and
+keeps its (merged) weights.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+from torch.func import functional_call, grad_and_value, vmap
+
+from swarm.engine import Layout, LoopEngine, TrainSettings, client_generator
+from swarm.partition import ClientData
+from swarm.privacy import PrivacyBudget, clip_and_noise, epsilon_of, plan_noise
+from swarm.similarity import flatten
+from swarm.training import make_optimizer
+
+log = logging.getLogger(__name__)
+NOISE_STREAM = 7_919  # keeps the noise generator's stream apart from the batch-sampling stream
+
+
+class PrivateLoopEngine(LoopEngine):
+    """`LoopEngine` whose local training is DP-SGD; `epsilons()` reports each client's spend."""
+
+    def __init__(self, layout: Layout, clients: Sequence[ClientData], settings: TrainSettings,
+                 budget: PrivacyBudget, rounds: int) -> None:
+        super().__init__(layout, clients, settings)
+        self.budget = budget
+        self.rates = [min(1.0, settings.batch_size / len(c.train_y)) for c in clients]
+        self.planned = [rounds * settings.epochs * round(1 / q) for q in self.rates]
+        plans = set(zip(self.rates, self.planned, strict=True))  # planning takes ~2 s: once per data size
+        sigma = {(q, n): plan_noise(budget, q, n) for q, n in plans}
+        self.sigmas = [sigma[q, n] for q, n in zip(self.rates, self.planned, strict=True)]
+        self.taken = [0] * len(clients)
+        self.spent = [0.0] * len(clients)
+        # one RDP accounting takes ~60 ms; clients with equal data sizes share the result
+        self.ledger: dict[tuple[float, float, int], float] = {}
+        model = layout.model
+
+        def sample_loss(params: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+            return nn.functional.cross_entropy(functional_call(model, params, (x[None],)), y[None])
+
+        self.per_sample = vmap(grad_and_value(sample_loss), in_dims=(None, 0, 0))
+
+    def epsilons(self) -> list[float]:
+        return list(self.spent)
+
+    def account(self, client: int) -> float:
+        key = (self.sigmas[client], self.rates[client], self.taken[client])
+        if key not in self.ledger:
+            self.ledger[key] = epsilon_of([key], self.budget.delta)
+        self.spent[client] = self.ledger[key]
+        return self.spent[client]
+
+    def exhausted(self) -> list[bool]:
+        return [t >= p for t, p in zip(self.taken, self.planned, strict=True)]
+
+    def train(self, flat: torch.Tensor, round_: int) -> tuple[torch.Tensor, torch.Tensor]:
+        s, out = self.settings, flat.clone()
+        losses = torch.full((len(self.clients),), math.nan)
+        for i, c in enumerate(self.clients):
+            steps = min(s.epochs * round(1 / self.rates[i]), self.planned[i] - self.taken[i])
+            if steps <= 0:
+                continue
+            model = self.load(flat[i])
+            model.train()
+            params = dict(model.named_parameters())
+            optimizer = make_optimizer(s.optimizer, params.values(), s.lr)
+            picks = client_generator(s.seed, round_, i)
+            noise = client_generator(s.seed + NOISE_STREAM, round_, i)
+            loss_sum, seen = 0.0, 0
+            for _ in range(steps):
+                chosen = torch.rand(len(c.train_y), generator=picks) < self.rates[i]
+                grads, loss = self.dp_gradient(params, c.train_x[chosen], c.train_y[chosen], i, noise)
+                optimizer.zero_grad(set_to_none=True)
+                for k, p in params.items():
+                    p.grad = grads[k]
+                optimizer.step()
+                loss_sum, seen = loss_sum + float(loss.sum()), seen + len(loss)
+            self.taken[i] += steps
+            spent = self.account(i)
+            if self.taken[i] >= self.planned[i]:
+                log.info("client %d: privacy budget spent (epsilon %.3g of %g); training stopped, weights "
+                         "still shared", i, spent, self.budget.target_epsilon)
+            out[i], losses[i] = flatten(model.state_dict()), loss_sum / max(seen, 1)
+        return out, losses
+
+    def dp_gradient(self, params: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor, client: int,
+                    noise: torch.Generator) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """Clipped + noised mean gradient of one Poisson batch (an empty batch still gets noise)."""
+        detached = {k: v.detach() for k, v in params.items()}
+        if len(y):
+            per_sample, loss = self.per_sample(detached, x, y)
+        else:
+            per_sample = {k: torch.zeros(0, *v.shape) for k, v in detached.items()}
+            loss = torch.zeros(0)
+        expected = self.rates[client] * len(self.clients[client].train_y)
+        std = torch.tensor([self.sigmas[client] * self.budget.max_grad_norm])
+        one_client = {k: g[None] for k, g in per_sample.items()}
+        grads = clip_and_noise(one_client, torch.ones(1, len(y), dtype=torch.bool), self.budget.max_grad_norm,
+                               std, batch_size=expected, generator=noise)
+        return {k: g[0] for k, g in grads.items()}, loss.detach()

@@ -1,0 +1,99 @@
+"""Run a grid of simulator experiments (variants x seeds), resumable, and tabulate the results.
+
+    python -m swarm.grid run --config swarm/configs/fmnist-rotation-reduced.toml --out runs/rot \
+        --seeds 0 1 2 --variants local random fedavg oracle dac:inverse-loss panm
+    python -m swarm.grid table runs/rot     # markdown table: mean +- std over seeds
+A variant is `strategy` or `strategy:similarity`. A run whose summary.json exists is skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+from swarm.config import load_config
+from swarm.report import write_outputs
+from swarm.simulator import simulate
+
+
+def run_grid(
+    config: Path, out: Path, variants: list[str], seeds: list[int], overrides: list[str], deadline: float
+) -> None:
+    for seed in seeds:
+        for variant in variants:
+            strategy, _, metric = variant.partition(":")
+            target = out / f"{variant.replace(':', '-')}-s{seed}"
+            if (target / "summary.json").exists():
+                continue
+            if time.time() > deadline:
+                print(f"time budget spent; not run: {target.name}", flush=True)
+                continue
+            sets = [*overrides, f"strategy={strategy}", f"seed={seed}"] + (
+                [f"similarity={metric}"] if metric else []
+            )
+            result = simulate(load_config(config, sets))
+            write_outputs(result, target)
+            print(
+                f"{target.name}: acc {result.rounds[-1]['mean_acc']:.4f} wall {result.wall_s:.0f}s",
+                flush=True,
+            )
+
+
+def table(out: Path) -> str:
+    groups: dict[str, list[dict]] = {}
+    for path in sorted(out.glob("*/summary.json")):
+        summary = json.loads(path.read_text())
+        groups.setdefault(path.parent.name.rsplit("-s", 1)[0], []).append(summary)
+
+    def ms(values: list[float]) -> str:
+        if len(values) == 1:
+            return f"{values[0]:.3f}"
+        return f"{statistics.fmean(values):.3f} ± {statistics.stdev(values):.3f}"
+
+    lines = [
+        "| variant | seeds | mean acc | std over clients | min acc | max acc | purity | MB sent | wall s |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, runs in groups.items():
+        finals = [r["final"] for r in runs]
+        purities = [r["rounds"][-1]["purity"] for r in runs if r["rounds"][-1]["purity"] is not None]
+        cells = [name, str(len(runs))]
+        cells += [ms([f[k] for f in finals]) for k in ("mean_acc", "std_acc", "min_acc", "max_acc")]
+        cells.append(ms(purities) if purities else "-")
+        cells.append(f"{statistics.fmean(r['bytes_sent_total'] for r in runs) / 1e6:.1f}")
+        cells.append(f"{statistics.fmean(r['wall_s'] for r in runs):.0f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="simulator experiment grids")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    run = sub.add_parser("run")
+    run.add_argument("--config", type=Path, required=True)
+    run.add_argument("--out", type=Path, required=True)
+    run.add_argument("--variants", nargs="+", required=True)
+    run.add_argument("--seeds", nargs="+", type=int, default=[0])
+    run.add_argument("--set", dest="overrides", action="append", default=[])
+    run.add_argument(
+        "--budget-s", type=float, default=3600.0, help="start no new run after this many seconds"
+    )
+    tab = sub.add_parser("table")
+    tab.add_argument("out", type=Path)
+    args = parser.parse_args()
+    if args.cmd == "run":
+        import torch
+
+        torch.set_num_threads(1)
+        run_grid(
+            args.config, args.out, args.variants, args.seeds, args.overrides, time.time() + args.budget_s
+        )
+    else:
+        print(table(args.out))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,143 @@
+"""Simulator outputs: `summary.json` (the DESIGN.md contract), `rounds.csv` and PNG plots, plus a
+comparison plot over several runs (`python -m swarm.report compare OUT.png RUN_DIR...`)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import statistics
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from swarm.simulator import SimResult
+
+ROUND_FIELDS = [
+    "round",
+    "mean_acc",
+    "std_acc",
+    "min_acc",
+    "max_acc",
+    "test_loss",
+    "train_loss",
+    "purity",
+    "bytes_sent",
+    "wall_s",
+]
+
+
+def summary(result: SimResult) -> dict[str, Any]:
+    acc = result.per_client
+    return {
+        "config": result.config,
+        "final": {
+            "mean_acc": statistics.fmean(acc) if acc else None,
+            "std_acc": statistics.pstdev(acc) if acc else None,
+            "min_acc": min(acc, default=None),
+            "max_acc": max(acc, default=None),
+            "per_client": acc,
+            "clusters": result.clusters,
+        },
+        "rounds": result.rounds,
+        "bytes_sent_total": result.bytes_sent_total,
+        "wall_s": result.wall_s,
+    }
+
+
+def write_atomic(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def write_outputs(result: SimResult, out: Path) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    write_atomic(out / "summary.json", json.dumps(summary(result), indent=1))
+    with open(out / "rounds.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=ROUND_FIELDS)
+        writer.writeheader()
+        writer.writerows(result.rounds)
+    return [out / "summary.json", out / "rounds.csv", *plot_run(result, out)]
+
+
+def pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_run(result: SimResult, out: Path) -> list[Path]:
+    plt = pyplot()
+    rounds = [r["round"] for r in result.rounds]
+    label = f"{result.config['strategy']} ({result.config['similarity']})"
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(rounds, [r["mean_acc"] for r in result.rounds], label=f"{label}: mean")
+    ax.fill_between(
+        rounds,
+        [r["min_acc"] for r in result.rounds],
+        [r["max_acc"] for r in result.rounds],
+        alpha=0.2,
+        label="min-max over clients",
+    )
+    ax.set(
+        xlabel="round",
+        ylabel="client test accuracy",
+        title=f"{result.config['dataset']} {result.config['partition']}",
+    )
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / "accuracy.png", dpi=100)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    clusters = sorted(set(result.clusters))
+    ax.hist(
+        [[a for a, c in zip(result.per_client, result.clusters, strict=True) if c == k] for k in clusters],
+        bins=20,
+        range=(0, 1),
+        stacked=True,
+        label=[f"cluster {k}" for k in clusters],
+    )
+    ax.set(xlabel="final test accuracy", ylabel="clients", title=f"per-client accuracy: {label}")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / "clients.png", dpi=100)
+    plt.close(fig)
+    return [out / "accuracy.png", out / "clients.png"]
+
+
+def compare(out_png: Path, run_dirs: Sequence[Path]) -> None:
+    """Mean client accuracy per round, one line per run (averaged over runs with the same label)."""
+    plt = pyplot()
+    curves: dict[str, list[list[float]]] = {}
+    for d in run_dirs:
+        s = json.loads((Path(d) / "summary.json").read_text())
+        label = s["config"]["strategy"]
+        if s["config"]["strategy"] == "dac":
+            label += f" {s['config']['similarity']}"
+        curves.setdefault(label, []).append([r["mean_acc"] for r in s["rounds"]])
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for label, runs in sorted(curves.items()):
+        length = min(len(r) for r in runs)
+        ax.plot(range(length), [statistics.fmean(r[t] for r in runs) for t in range(length)], label=label)
+    ax.set(xlabel="round", ylabel="mean client test accuracy")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    out_png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out_png, dpi=100)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) < 4 or sys.argv[1] != "compare":
+        sys.exit("usage: python -m swarm.report compare OUT.png RUN_DIR [RUN_DIR ...]")
+    compare(Path(sys.argv[2]), [Path(p) for p in sys.argv[3:]])

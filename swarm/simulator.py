@@ -1,0 +1,215 @@
+"""In-process simulator: N virtual peers, each with its own strategy object fed a `PeerView`.
+
+One round: every client trains locally; each peer chooses whom to fetch; each fetched snapshot goes
+through `transmit` once per round (encoding effects + byte count); fetched snapshots are scored
+with the configured similarity; strategies observe, weigh, and each peer merges; every client's
+merged model is evaluated on its own test split. `transmit(state_dict, base) -> (received, nbytes)`
+is injected so swarm/ never depends on storage/ (the CLI wires in the real snapshot codec).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from swarm.config import SimConfig
+from swarm.data import load_dataset
+from swarm.engine import BatchedEngine, Layout, LoopEngine, TrainSettings
+from swarm.merge import MergeError, merge
+from swarm.models import build_model, pick_device
+from swarm.partition import partition
+from swarm.similarity import SimilarityInputs, check_name, flatten, similarity
+from swarm.strategies import Candidate, PeerView, Strategy, build_strategy, strategy_params
+
+log = logging.getLogger(__name__)
+StateDict = dict[str, torch.Tensor]
+Transmit = Callable[[StateDict, StateDict | None], tuple[StateDict, int]]
+ENGINES = ("auto", "batched", "loop")
+
+
+def raw_transmit(state: StateDict, base: StateDict | None) -> tuple[StateDict, int]:
+    """Default: lossless, counted as raw fp32 bytes."""
+    return state, sum(4 * v.numel() for v in state.values())
+
+
+@dataclass
+class SimResult:
+    config: dict[str, Any]
+    rounds: list[dict[str, Any]] = field(default_factory=list)
+    per_client: list[float] = field(default_factory=list)
+    clusters: list[int] = field(default_factory=list)
+    bytes_sent_total: int = 0
+    wall_s: float = 0.0
+
+
+def pick_engine(cfg: SimConfig, layout: Layout) -> type[LoopEngine] | type[BatchedEngine]:
+    """`auto`: batched for models without conv layers or buffers. On CPU a vmapped conv is not faster
+    than one client at a time (measured in bench/simulate.py), for MLPs it is many times faster."""
+    if cfg.engine not in ENGINES:
+        raise ValueError(f"unknown engine {cfg.engine!r}; choose one of {', '.join(ENGINES)}")
+    if cfg.engine == "auto":
+        convs = any(isinstance(m, torch.nn.Conv2d) for m in layout.model.modules())
+        return LoopEngine if convs or layout.has_buffers else BatchedEngine
+    return BatchedEngine if cfg.engine == "batched" else LoopEngine
+
+
+def purity(chosen: Mapping[int, list[int]], clusters: list[int]) -> float | None:
+    picks = [(i, j) for i, js in chosen.items() for j in js]
+    if not picks:
+        return None
+    return sum(clusters[i] == clusters[j] for i, j in picks) / len(picks)
+
+
+def simulate(
+    cfg: SimConfig,
+    *,
+    transmit: Transmit | None = None,
+    on_round: Callable[[dict[str, Any]], None] | None = None,
+) -> SimResult:
+    started = time.perf_counter()
+    transmit = transmit or raw_transmit
+    torch.manual_seed(cfg.seed)
+    device = pick_device(cfg.device)
+    if device.type != "cpu":
+        log.info("simulate: device %s requested; the simulator computes on cpu", device)
+    ds = load_dataset(cfg.dataset)
+    clients = partition(
+        ds,
+        cfg.partition,
+        cfg.clients,
+        train=cfg.train_samples,
+        val=cfg.val_samples,
+        test=cfg.test_samples,
+        seed=cfg.seed,
+        alpha=cfg.alpha,
+    )
+    model = build_model(cfg.model or ds.model, in_channels=ds.in_channels, num_classes=ds.num_classes)
+    layout = Layout(model)
+    settings = TrainSettings(cfg.local_epochs, cfg.batch_size, cfg.lr, cfg.optimizer, cfg.seed)
+    engine = pick_engine(cfg, layout)(layout, clients, settings)
+    n = len(clients)
+    ids = [f"c{i:03d}" for i in range(n)]
+    index = {p: i for i, p in enumerate(ids)}
+    clusters = [c.cluster for c in clients]
+    params = strategy_params(cfg.strategy, cfg.to_dict())
+    strategies: list[Strategy] = [build_strategy(cfg.strategy, **params) for _ in range(n)]
+    metric_name = check_name(cfg.similarity or strategies[0].default_similarity)
+    metric = similarity(metric_name)
+    rngs = [random.Random(cfg.seed * 1_000_003 + i) for i in range(n)]
+    init = flatten(model.state_dict())
+    flat = init.repeat(n, 1)
+    published: dict[int, torch.Tensor] = {}
+    result = SimResult(
+        config={**cfg.to_dict(), "similarity": metric_name, "engine": type(engine).__name__},
+        clusters=clusters,
+    )
+
+    for r in range(cfg.rounds):
+        t0 = time.perf_counter()
+        start = flat
+        flat, train_loss = engine.train(flat, r)
+        candidates = [Candidate(p, len(c.train_y), r, c.cluster) for p, c in zip(ids, clients, strict=True)]
+        views = [PeerView(ids[i], r, len(clients[i].train_y), candidates, clusters[i]) for i in range(n)]
+        chosen = {i: [index[p] for p in strategies[i].choose(views[i], rngs[i])] for i in range(n)}
+
+        received, sizes = {}, {}
+        for j in sorted({j for js in chosen.values() for j in js}):
+            base = layout.unflatten(published[j]) if j in published else None
+            got, sizes[j] = transmit(layout.unflatten(flat[j].clone()), base)
+            received[j] = flatten(got)
+        published.update(received)
+        if strategies[0].central:
+            round_bytes = sum(sizes.values()) + n * max(sizes.values(), default=0)
+        else:
+            round_bytes = sum(sizes[j] for js in chosen.values() for j in js)
+
+        scores = (
+            score_pairs(metric, cfg, engine, flat, start, init, received, chosen)
+            if strategies[0].needs_scores
+            else {i: {} for i in range(n)}
+        )
+        adverts = {ids[j]: strategies[j].advertise() for j in received}
+        merged = flat.clone()
+        shared: torch.Tensor | None = None
+        for i in range(n):
+            fetched = [ids[j] for j in chosen[i]]
+            named = {ids[j]: s for j, s in scores[i].items()}
+            strategies[i].observe(views[i], named, {p: adverts[p] for p in fetched})
+            if not fetched:
+                continue
+            if strategies[i].central and shared is not None:
+                merged[i] = shared
+                continue
+            weights = strategies[i].weights(views[i], fetched, named)
+            states = {ids[i]: {"w": flat[i]}, **{ids[j]: {"w": received[j]} for j in chosen[i]}}
+            try:
+                merged[i] = merge(
+                    states,
+                    weights,
+                    method=cfg.merge,
+                    clip_norm=cfg.clip_norm or None,
+                    reference={"w": flat[i]},
+                )["w"]
+            except MergeError as exc:
+                log.warning("round %d: %s kept its own weights: %s", r, ids[i], exc)
+            if strategies[i].central:
+                shared = merged[i]
+        flat = merged
+        test_loss, acc = engine.evaluate(flat)
+        row = {
+            "round": r,
+            "mean_acc": float(acc.mean()),
+            "std_acc": float(acc.std(unbiased=False)),
+            "min_acc": float(acc.min()),
+            "max_acc": float(acc.max()),
+            "test_loss": float(test_loss.mean()),
+            "train_loss": float(train_loss.mean()),
+            "purity": purity(chosen, clusters),
+            "bytes_sent": int(round_bytes),
+            "wall_s": time.perf_counter() - t0,
+        }
+        result.rounds.append(row)
+        result.bytes_sent_total += int(round_bytes)
+        result.per_client = [float(a) for a in acc]
+        if on_round is not None:
+            on_round(row)
+    result.wall_s = time.perf_counter() - started
+    return result
+
+
+def score_pairs(
+    metric: Callable[..., Any],
+    cfg: SimConfig,
+    engine: LoopEngine | BatchedEngine,
+    flat: torch.Tensor,
+    start: torch.Tensor,
+    init: torch.Tensor,
+    received: Mapping[int, torch.Tensor],
+    chosen: Mapping[int, list[int]],
+) -> dict[int, dict[int, float]]:
+    """Similarity of every (peer, fetched) pair, all pairs stacked into one metric call."""
+    pairs = [(i, j) for i, js in chosen.items() for j in js]
+    if not pairs:
+        return {i: {} for i in chosen}
+    mine = torch.stack([flat[i] for i, _ in pairs])
+    theirs = torch.stack([received[j] for _, j in pairs])
+    owners = [i for i, _ in pairs]
+    ctx = SimilarityInputs(
+        init=init,
+        mine_prev=torch.stack([start[i] for i, _ in pairs]),
+        theirs_prev=torch.stack([start[j] for _, j in pairs]),
+        loss_of=lambda rows: engine.pair_losses(rows, owners),
+        alpha=cfg.panm_alpha,
+    )
+    values = metric(mine, theirs, ctx)
+    values = values.reshape(-1) if isinstance(values, torch.Tensor) else torch.tensor([values])
+    out: dict[int, dict[int, float]] = {i: {} for i in chosen}
+    for (i, j), v in zip(pairs, values.tolist(), strict=True):
+        out[i][j] = v
+    return out
