@@ -21,6 +21,7 @@ MAX_SIZE = 4096
 MAX_PARENTS = 16
 MAX_ADDRS = 8
 MAX_ADDR_LEN = 256
+MAX_PRIORS = 10
 MAX_CID_LEN = 128
 _SHORT_TEXT = re.compile(r"[A-Za-z0-9_.:+-]{1,64}")
 
@@ -75,6 +76,8 @@ class Announcement:
     dp_epsilon: float | None = None
     role: str = "trainer"
     addrs: tuple[str, ...] = field(default=())
+    # The publisher's measured similarities to other peers (DAC's 2-hop expansion): (peer id, score).
+    priors: tuple[tuple[str, float], ...] = ()
 
     def to_bytes(self) -> bytes:
         """The wire form (<= MAX_SIZE bytes); raises AnnouncementError if a field is out of range."""
@@ -82,6 +85,7 @@ class Announcement:
         wire: dict[str, Any] = {"v": VERSION, **asdict(self)}
         wire["parents"] = list(self.parents)
         wire["addrs"] = list(self.addrs)
+        wire["priors"] = dict(self.priors)
         # The field bounds checked by validate() keep this under MAX_SIZE (a unit test holds them to it).
         return msgpack.packb(wire, use_bin_type=True)
 
@@ -108,6 +112,7 @@ class Announcement:
                 timestamp=wire["timestamp"], parents=tuple(_as_list(wire, "parents")),
                 dp_epsilon=wire.get("dp_epsilon"), role=wire.get("role", "trainer"),
                 addrs=tuple(_as_list(wire, "addrs")),
+                priors=_as_pairs(wire, "priors"),
             )
         except KeyError as e:
             raise AnnouncementError(f"announcement lacks field {e.args[0]!r}") from None
@@ -135,10 +140,21 @@ class Announcement:
         _require(len(self.parents) <= MAX_PARENTS, f"at most {MAX_PARENTS} parents")
         for parent in self.parents:
             check_cid(parent, "parent")
+        _require(len(self.priors) <= MAX_PRIORS, f"at most {MAX_PRIORS} priors")
+        for peer, score in self.priors:
+            _require(isinstance(peer, str) and 0 < len(peer) <= 128 and _is_finite(score),
+                     "priors must map peer id strings to finite scores")
         _require(len(self.addrs) <= MAX_ADDRS, f"at most {MAX_ADDRS} addrs")
         for addr in self.addrs:
             _require(isinstance(addr, str) and addr.startswith("/") and len(addr) <= MAX_ADDR_LEN,
                      f"addrs must be multiaddr strings of at most {MAX_ADDR_LEN} characters")
+
+
+def _as_pairs(wire: dict[str, Any], key: str) -> tuple[tuple[str, float], ...]:
+    value = wire.get(key, {})
+    if not isinstance(value, dict):
+        raise AnnouncementError(f"{key} must be a map of peer id to score")
+    return tuple(value.items())
 
 
 def _as_list(wire: dict[str, Any], key: str) -> list[Any]:

@@ -17,7 +17,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator
 
 from node import checkpoint
-from node.announcement import Announcement
+from node.announcement import MAX_PRIORS, Announcement
 from node.config import NodeConfig
 from node.gossip import GossipConfig, GossipService
 from node.ipfs_setup import open_ipfs
@@ -235,6 +235,7 @@ class Node:
                            schema=schema_fingerprint(state), samples=self.learner.samples, loss=float(loss),
                            encoding=encoding, size=len(data), timestamp=time.time(), parents=tuple(parents),
                            dp_epsilon=self.learner.epsilon,
+                           priors=tuple(self.learner.strategy.advertise(MAX_PRIORS).items()),
                            role=self.cfg.role, addrs=tuple(self._ipfs_addrs()))
         with self.timer("announce"):
             self.gossip.publish(ann)
@@ -278,7 +279,8 @@ class Node:
                 continue
             states[peer_id], scores[peer_id] = state, score
             self.table.records[peer_id].similarity = score
-        learner.strategy.observe(view, scores, {})
+        advertised = {p: dict(records[p].announcement.priors) for p in states}
+        learner.strategy.observe(view, scores, advertised)
         for record in self.table.records.values():
             record.merged, record.weight = False, None
         if not states:

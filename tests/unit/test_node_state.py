@@ -107,3 +107,15 @@ def test_status_round_trips_and_renders(tmp_path: Path) -> None:
     console.print(render(back))
     text = console.export_text()
     assert "…abcdefgh" in text and "…zyxwvuts" in text and "hello" in text and "0.700" in text
+
+
+def test_announced_priors_round_trip_and_bad_ones_are_refused() -> None:
+    from node.announcement import AnnouncementError
+
+    with_priors = Announcement(cid=CID, publisher="p1", round=1, schema="s1", samples=1, loss=None,
+                               encoding="fp32", size=1, timestamp=time.time(), priors=(("p2", 0.5),))
+    assert Announcement.from_bytes(with_priors.to_bytes()).priors == (("p2", 0.5),)
+    bad = Announcement(cid=CID, publisher="p1", round=1, schema="s1", samples=1, loss=None,
+                       encoding="fp32", size=1, timestamp=time.time(), priors=(("p2", float("nan")),))
+    with pytest.raises(AnnouncementError, match="priors"):
+        bad.to_bytes()
