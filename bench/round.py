@@ -14,7 +14,9 @@ decode) in the round.
 from __future__ import annotations
 
 import argparse
+import signal
 import statistics
+import sys
 import tempfile
 from pathlib import Path
 
@@ -44,6 +46,7 @@ def measure(model: str, encoding: str, rounds: int, nodes: int) -> dict[str, flo
 
 
 def main() -> None:
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwind: run_demo stops its processes
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", default=["fashion-cnn", "resnet18"])

@@ -18,9 +18,11 @@ from typing import Any
 
 from node.config import NodeConfig
 from node.gossip_procs import Bootstrap, Child, ProcError, kill_all
+from node.ipfs_setup import stop_leftover_daemon
 from node.status import NodeStatus, read_status
 
 SWARM_ID = "demo"
+STOP_TIMEOUT_S = 15.0
 
 
 @dataclass
@@ -141,7 +143,12 @@ def run_demo(s: DemoSettings, *, on_tick: Any = None,
             outcome.exit_code = child.proc.returncode
             outcome.peer_id = status.peer_id if status else ""
     finally:
+        # SIGTERM first: a peer stops its own IPFS daemon on the way out; whatever is left is killed.
+        for child in children[1:]:
+            child.stop(STOP_TIMEOUT_S)
         kill_all(children)
+        for cfg in configs:
+            stop_leftover_daemon(cfg.data_dir)
     wall = time.monotonic() - started
     for cfg, outcome in zip(configs, outcomes, strict=True):
         outcome.local_acc = local_baseline(cfg) if baseline else None

@@ -22,8 +22,9 @@ PRIVATE = "private"
 PID_FILE = "daemon.pid"
 
 
-def _stop_leftover(repo: Path) -> None:
-    pid_file = repo / PID_FILE
+def stop_leftover_daemon(data_dir: Path) -> None:
+    """Stop a private daemon a killed node left running in `data_dir` (no-op when there is none)."""
+    pid_file = Path(data_dir) / "ipfs" / PID_FILE
     try:
         pid = int(pid_file.read_text())
     except (OSError, ValueError):
@@ -40,7 +41,7 @@ def _stop_leftover(repo: Path) -> None:
 def start_private(data_dir: Path) -> IpfsDaemon:
     repo = Path(data_dir) / "ipfs"
     repo.mkdir(parents=True, exist_ok=True)
-    _stop_leftover(repo)
+    stop_leftover_daemon(data_dir)
     daemon = IpfsDaemon.start(repo)
     if daemon.proc is not None:
         (repo / PID_FILE).write_text(str(daemon.proc.pid))

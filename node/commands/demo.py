@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import signal
 import statistics
 import sys
 import typing
@@ -59,6 +60,8 @@ def final_table(outcomes: list[PeerOutcome]) -> Table:
 
 
 def run(args: argparse.Namespace) -> int:
+    # SIGTERM unwinds like Ctrl-C, so the demo stops every process it started.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     settings = DemoSettings(**{f.name: getattr(args, f.name) for f in dataclasses.fields(DemoSettings)})
     console = Console()
     headless = args.headless or not sys.stdout.isatty()
