@@ -18,7 +18,7 @@ from node.config import NodeConfig
 from swarm.data import load_dataset
 from swarm.merge import merge
 from swarm.models import build_model
-from swarm.partition import partition
+from swarm.partition import ClientData, partition
 from swarm.privacy import PrivacyBudget, PrivacyConfigError, PrivateTraining, make_private
 from swarm.similarity import SimilarityInputs, similarity
 from swarm.strategies import build_strategy, strategy_params
@@ -31,20 +31,14 @@ MODEL_FOR_INPUT = {(1, 28): "fashion-cnn", (3, 32): "lenet", (1, 8): "digits-mlp
 
 @dataclass
 class Shard:
-    """The data one peer holds: its own train / validation / test split (never leaves the node)."""
+    """The data one peer holds (never leaves the node): its own train / validation / test split."""
 
-    train_x: torch.Tensor
-    train_y: torch.Tensor
-    val_x: torch.Tensor
-    val_y: torch.Tensor
-    test_x: torch.Tensor
-    test_y: torch.Tensor
-    cluster: int
+    data: ClientData
     num_classes: int
 
     @property
     def in_channels(self) -> int:
-        return int(self.train_x.shape[1])
+        return int(self.data.train_x.shape[1])
 
 
 def load_shard(cfg: NodeConfig) -> Shard:
@@ -57,8 +51,7 @@ def load_shard(cfg: NodeConfig) -> Shard:
     # Test splits of at least 200 samples: per-peer accuracies are compared, and small ones are noise.
     client = partition(ds, cfg.partition, cfg.clients, train=n, val=max(n // 4, 1), test=max(n // 2, 200),
                        seed=cfg.seed)[cfg.client]
-    return Shard(client.train_x, client.train_y, client.val_x, client.val_y, client.test_x, client.test_y,
-                 client.cluster, ds.num_classes)
+    return Shard(client, ds.num_classes)
 
 
 def load_image_folder(root: Path, *, colour: bool, seed: int) -> Shard:
@@ -79,14 +72,14 @@ def load_image_folder(root: Path, *, colour: bool, seed: int) -> Shard:
     order = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))
     n_val = n_test = max(len(y) // 10, 1)
     val, test, train = order[:n_val], order[n_val:n_val + n_test], order[n_val + n_test:]
-    return Shard(x[train], y[train], x[val], y[val], x[test], y[test], cluster=-1,
+    return Shard(ClientData(x[train], y[train], x[val], y[val], x[test], y[test], cluster=-1),
                  num_classes=len(folder.classes))
 
 
 class Learner:
     def __init__(self, cfg: NodeConfig, shard: Shard, device: torch.device) -> None:
         self.cfg, self.shard, self.device = cfg, shard, device
-        model_name = cfg.model or MODEL_FOR_INPUT.get((shard.in_channels, int(shard.train_x.shape[-1])),
+        model_name = cfg.model or MODEL_FOR_INPUT.get((shard.in_channels, int(shard.data.train_x.shape[-1])),
                                                       "fashion-cnn")
         # Every peer of a swarm seeds its initial weights with the swarm seed: a common init is what
         # makes update-based similarities (cosine-updates, PANM) meaningful.
@@ -96,7 +89,8 @@ class Learner:
         self.init = self.state()
         self.optimizer = make_optimizer("adam", self.model.parameters(), cfg.lr)
         generator = torch.Generator().manual_seed(cfg.seed * 1000 + cfg.client)
-        self.train_batches = ShuffledBatches(shard.train_x, shard.train_y, cfg.batch_size, generator)
+        data = shard.data
+        self.train_batches = ShuffledBatches(data.train_x, data.train_y, cfg.batch_size, generator)
         self.strategy = build_strategy(cfg.strategy, **strategy_params(cfg.strategy, vars(cfg)))
         self.metric = similarity(cfg.similarity)
         self.rng = random.Random(cfg.seed * 7919 + cfg.client)
@@ -109,7 +103,8 @@ class Learner:
             raise PrivacyConfigError("--dp-epsilon needs --rounds: the noise is planned so that the whole "
                                      "training spends exactly the budget")
         budget = PrivacyBudget(cfg.dp_epsilon, cfg.dp_delta, cfg.dp_max_grad_norm)
-        loader = DataLoader(TensorDataset(self.shard.train_x, self.shard.train_y), batch_size=cfg.batch_size)
+        data = TensorDataset(self.shard.data.train_x, self.shard.data.train_y)
+        loader = DataLoader(data, batch_size=cfg.batch_size)
         return make_private(self.model, self.optimizer, loader, budget, cfg.rounds * cfg.local_epochs,
                             noise_seed=cfg.seed * 1000 + cfg.client)
 
@@ -120,7 +115,7 @@ class Learner:
 
     @property
     def samples(self) -> int:
-        return len(self.shard.train_y)
+        return len(self.shard.data.train_y)
 
     def state(self) -> StateDict:
         return {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
@@ -137,12 +132,12 @@ class Learner:
                            optimizer=self.optimizer, device=self.device, max_steps=max_steps)
 
     def evaluate(self, split: str = "val") -> tuple[float, float]:
-        x, y = getattr(self.shard, f"{split}_x"), getattr(self.shard, f"{split}_y")
+        x, y = getattr(self.shard.data, f"{split}_x"), getattr(self.shard.data, f"{split}_y")
         return evaluate(self.model, [(x, y)], self.device)
 
     def loss_on_my_data(self, theirs: StateDict) -> float:
         self._scratch.load_state_dict(theirs)
-        return evaluate(self._scratch, [(self.shard.train_x, self.shard.train_y)])[0]
+        return evaluate(self._scratch, [(self.shard.data.train_x, self.shard.data.train_y)])[0]
 
     def score(self, theirs: StateDict) -> float:
         inputs = SimilarityInputs(init=self.init, loss_of=lambda _flat: self.loss_on_my_data(theirs))

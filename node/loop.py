@@ -169,7 +169,7 @@ class Node:
                 self.status.state = "done"
                 self.event(f"finished {self.round} rounds, test accuracy {acc:.3f}", test_acc=acc,
                            bytes_in=self.status.bytes_in, bytes_out=self.status.bytes_out,
-                           merges=self.merges, cluster=self.learner.shard.cluster)
+                           merges=self.merges, cluster=self.learner.shard.data.cluster)
             return 0
         finally:
             self.close()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -53,3 +55,20 @@ def test_score_and_merge_use_the_peer_state() -> None:
     a.merge({"me": mine, "peer": theirs}, {"me": 0.5, "peer": 0.5})
     key = next(k for k in mine if mine[k].is_floating_point())
     assert torch.allclose(a.state()[key], (mine[key] + theirs[key]) / 2, atol=1e-6)
+
+
+def test_a_volunteers_image_folder_becomes_a_shard(tmp_path: Path) -> None:
+    from PIL import Image
+
+    for label, shade in (("cats", 40), ("dogs", 200)):
+        (tmp_path / label).mkdir()
+        for i in range(12):
+            Image.new("RGB", (40, 30), (shade, shade + i, shade)).save(tmp_path / label / f"{i}.png")
+    cfg = NodeConfig(image_folder=str(tmp_path), rounds=2)
+    shard = load_shard(cfg)
+    assert (shard.in_channels, shard.num_classes) == (1, 2)
+    assert len(shard.data.train_y) + len(shard.data.val_y) + len(shard.data.test_y) == 24
+    peer = Learner(cfg, shard, torch.device("cpu"))
+    assert peer.train(None).samples == len(shard.data.train_y)
+    with pytest.raises(FileNotFoundError, match="class folders"):
+        load_shard(NodeConfig(image_folder=str(tmp_path / "missing")))
