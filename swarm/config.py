@@ -37,7 +37,16 @@ class SimConfig:
     panm_alpha: float = 0.5  # panm metric: weight of the current-update cosine
     merge: str = "mean"  # "mean", "median", "trimmed-mean"
     clip_norm: float = 0.0  # 0 = off
-    encoding: str = "fp32"
+    encoding: str = "fp32"  # fp32, fp16, int8, topk-delta; pruned tensors travel as mask + values
+    topology: str = "full"  # gossip: "full", "ring" or random "regular" graph of `degree`
+    degree: int = 4
+    graph_seed: int = 0
+    dp_epsilon: float = 0.0  # DP-SGD target epsilon per client over the run; 0 = no DP, inf = clip only
+    dp_delta: float = 1e-5
+    dp_max_grad_norm: float = 1.0
+    prune_target: float = 1.0  # sparse models: final density of prunable weights; 1 = dense
+    prune_rate: float = 0.2  # fraction of the kept weights pruned each time
+    prune_every: int = 1  # rounds between prunings (from round 1 on)
     engine: str = "auto"  # "auto", "batched", "loop"
     device: str = "cpu"
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import statistics
 import sys
@@ -26,6 +27,8 @@ ROUND_FIELDS = [
     "purity",
     "bytes_sent",
     "wall_s",
+    "epsilon",
+    "density",
 ]
 
 
@@ -40,6 +43,9 @@ def summary(result: SimResult) -> dict[str, Any]:
             "max_acc": max(acc, default=None),
             "per_client": acc,
             "clusters": result.clusters,
+            # Strict JSON has no Infinity: a clip-only run (no noise) has no finite epsilon.
+            "epsilon_spent": result.epsilon_spent if result.epsilon_spent is None
+            or math.isfinite(result.epsilon_spent) else None,
         },
         "rounds": result.rounds,
         "bytes_sent_total": result.bytes_sent_total,

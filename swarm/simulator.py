@@ -20,10 +20,13 @@ import torch
 
 from swarm.config import SimConfig
 from swarm.data import load_dataset
+from swarm.dp_engine import PrivateLoopEngine
 from swarm.engine import BatchedEngine, Layout, LoopEngine, TrainSettings
 from swarm.merge import MergeError, merge
 from swarm.models import build_model, pick_device
-from swarm.partition import partition
+from swarm.partition import ClientData, partition
+from swarm.privacy import PrivacyBudget
+from swarm.pruning import PruneSchedule, RowPruning
 from swarm.similarity import SimilarityInputs, check_name, flatten, similarity
 from swarm.strategies import Candidate, PeerView, Strategy, build_strategy, strategy_params
 
@@ -45,6 +48,7 @@ class SimResult:
     per_client: list[float] = field(default_factory=list)
     clusters: list[int] = field(default_factory=list)
     bytes_sent_total: int = 0
+    epsilon_spent: float | None = None  # largest over clients; None without DP
     wall_s: float = 0.0
 
 
@@ -57,6 +61,17 @@ def pick_engine(cfg: SimConfig, layout: Layout) -> type[LoopEngine] | type[Batch
         convs = any(isinstance(m, torch.nn.Conv2d) for m in layout.model.modules())
         return LoopEngine if convs or layout.has_buffers else BatchedEngine
     return BatchedEngine if cfg.engine == "batched" else LoopEngine
+
+
+def make_engine(cfg: SimConfig, layout: Layout, clients: list[ClientData],
+                settings: TrainSettings) -> LoopEngine | BatchedEngine:
+    """DP runs train with DP-SGD one client at a time (`swarm.dp_engine`); others per `pick_engine`."""
+    if cfg.dp_epsilon <= 0:
+        return pick_engine(cfg, layout)(layout, clients, settings)
+    if cfg.engine == "batched":
+        raise ValueError("DP-SGD runs use the loop engine; set engine = \"auto\" or \"loop\"")
+    budget = PrivacyBudget(cfg.dp_epsilon, cfg.dp_delta, cfg.dp_max_grad_norm)
+    return PrivateLoopEngine(layout, clients, settings, budget, cfg.rounds)
 
 
 def purity(chosen: Mapping[int, list[int]], clusters: list[int]) -> float | None:
@@ -92,7 +107,7 @@ def simulate(
     model = build_model(cfg.model or ds.model, in_channels=ds.in_channels, num_classes=ds.num_classes)
     layout = Layout(model)
     settings = TrainSettings(cfg.local_epochs, cfg.batch_size, cfg.lr, cfg.optimizer, cfg.seed)
-    engine = pick_engine(cfg, layout)(layout, clients, settings)
+    engine = make_engine(cfg, layout, clients, settings)
     n = len(clients)
     ids = [f"c{i:03d}" for i in range(n)]
     index = {p: i for i, p in enumerate(ids)}
@@ -105,6 +120,9 @@ def simulate(
     init = flatten(model.state_dict())
     flat = init.repeat(n, 1)
     published: dict[int, torch.Tensor] = {}
+    pruning = RowPruning(PruneSchedule(cfg.prune_rate, cfg.prune_every, cfg.prune_target), layout.names,
+                         layout.shapes) if cfg.prune_target < 1 else None
+    masks = torch.ones_like(flat, dtype=torch.bool)
     result = SimResult(
         config={**cfg.to_dict(), "similarity": metric_name, "engine": type(engine).__name__},
         clusters=clusters,
@@ -114,6 +132,9 @@ def simulate(
         t0 = time.perf_counter()
         start = flat
         flat, train_loss = engine.train(flat, r)
+        if pruning is not None:
+            masks = pruning.prune(flat, masks, r)
+            flat = flat * masks
         candidates = [Candidate(p, len(c.train_y), r, c.cluster) for p, c in zip(ids, clients, strict=True)]
         views = [PeerView(ids[i], r, len(clients[i].train_y), candidates, clusters[i]) for i in range(n)]
         chosen = {i: [index[p] for p in strategies[i].choose(views[i], rngs[i])] for i in range(n)}
@@ -143,19 +164,23 @@ def simulate(
             strategies[i].observe(views[i], named, {p: adverts[p] for p in fetched})
             if not fetched:
                 continue
-            if strategies[i].central and shared is not None:
+            if strategies[i].central and shared is not None and pruning is None:
                 merged[i] = shared
                 continue
             weights = strategies[i].weights(views[i], fetched, named)
             states = {ids[i]: {"w": flat[i]}, **{ids[j]: {"w": received[j]} for j in chosen[i]}}
             try:
-                merged[i] = merge(
-                    states,
-                    weights,
-                    method=cfg.merge,
-                    clip_norm=cfg.clip_norm or None,
-                    reference={"w": flat[i]},
-                )["w"]
+                if pruning is None:
+                    merged[i] = merge(
+                        states,
+                        weights,
+                        method=cfg.merge,
+                        clip_norm=cfg.clip_norm or None,
+                        reference={"w": flat[i]},
+                    )["w"]
+                else:
+                    w = [weights.get(ids[k], 0.0) for k in (i, *chosen[i])]
+                    merged[i] = pruning.merge_row(masks[i], flat[i], [received[j] for j in chosen[i]], w)
             except MergeError as exc:
                 log.warning("round %d: %s kept its own weights: %s", r, ids[i], exc)
             if strategies[i].central:
@@ -169,11 +194,14 @@ def simulate(
             "min_acc": float(acc.min()),
             "max_acc": float(acc.max()),
             "test_loss": float(test_loss.mean()),
-            "train_loss": float(train_loss.mean()),
+            "train_loss": float(train_loss.nanmean()),
             "purity": purity(chosen, clusters),
             "bytes_sent": int(round_bytes),
             "wall_s": time.perf_counter() - t0,
+            "epsilon": max(engine.epsilons()) if isinstance(engine, PrivateLoopEngine) else None,
+            "density": float(pruning.density(masks).mean()) if pruning is not None else 1.0,
         }
+        result.epsilon_spent = row["epsilon"]
         result.rounds.append(row)
         result.bytes_sent_total += int(round_bytes)
         result.per_client = [float(a) for a in acc]

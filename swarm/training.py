@@ -68,7 +68,8 @@ def train_local(
             loss = loss_fn(model(x), y)
             loss.backward()
             optimizer.step()
-            total += float(loss.detach()) * len(y)
+            if len(y):  # an empty Poisson batch (DP-SGD) has a NaN mean loss but still takes a noisy step
+                total += float(loss.detach()) * len(y)
             samples += len(y)
             steps += 1
     return TrainStats(total / max(samples, 1), samples, steps)

@@ -4,13 +4,10 @@ and plots. A thin wrapper: the simulator lives in swarm/, the snapshot codec in 
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import sys
 from pathlib import Path
 from typing import Any
-
-log = logging.getLogger("swarm-node.simulate")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -29,15 +26,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--out", type=Path, required=True, help="output folder for summary.json, rounds.csv, PNGs"
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch CPU threads (default 1: the small models of these experiments train "
+                        "fastest on one thread, and extra threads thrash a shared machine)")
 
 
 def snapshot_transmit(encoding: str) -> Any:
-    """storage's real codec as the simulator's transmit, or None (raw fp32) if storage lacks it."""
-    try:
-        snapshot = importlib.import_module("storage.snapshot")
-    except ImportError:
-        log.warning("storage.snapshot is not available; counting raw fp32 bytes without encoding")
-        return None
+    """storage's real codec as the simulator's transmit: bytes counted and lossy effects applied."""
+    from storage import snapshot
 
     def transmit(state: dict, base: dict | None) -> tuple[dict, int]:
         # A delta needs a base the receiver holds: a peer's first snapshot goes out in full (fp32).
@@ -57,6 +53,9 @@ def snapshot_transmit(encoding: str) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
+    import torch
+
+    torch.set_num_threads(max(args.threads, 1))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from swarm.config import ConfigError, load_config
 

@@ -210,3 +210,14 @@ def test_simulator_dp_engine_spends_the_budget_then_stops() -> None:
     assert all(1.8 < e <= 2.0 for e in dp.epsilons()) and all(dp.exhausted())
     third, losses = dp.train(second, 2)
     assert torch.equal(third, second) and torch.isnan(losses).all()  # budget spent: no more training
+
+
+def test_empty_poisson_batches_keep_the_stats_finite() -> None:
+    torch.manual_seed(0)
+    tiny = TensorDataset(torch.randn(3, 1, 8, 8), torch.tensor([0, 1, 2]))
+    model = build_model("digits-mlp")
+    pt = make_private(model, torch.optim.SGD(model.parameters(), lr=0.1), DataLoader(tiny, batch_size=1),
+                      PrivacyBudget(8.0), 20)
+    stats = [pt.train(2) for _ in range(4)]  # q = 1/3: some batches are empty
+    assert all(math.isfinite(s.loss) for s in stats) and sum(s.steps for s in stats) == 24
+    assert all(torch.isfinite(p).all() for p in model.parameters())
