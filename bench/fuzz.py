@@ -191,7 +191,7 @@ def strategies(fuzz: Fuzz) -> dict[str, Any]:
         lambda d: "".join(f"{k} = {v}\n" for k, v in d.items()).encode())
     env = st.dictionaries(st.sampled_from([f"SWARM_{n.upper()}" for n in names] + ["PATH"]),
                           st.text(alphabet=st.characters(blacklist_characters="\n\r"), max_size=16),
-                          max_size=6).map(lambda d: "".join(f"{k}={v}\n" for k, v in d.items()).encode())
+                          max_size=6).map(_env_file)
     return {
         "announcement": st.one_of(
             st.binary(max_size=1100), mutated(fuzz.seeds["announcement"]),
@@ -212,6 +212,11 @@ def strategies(fuzz: Fuzz) -> dict[str, Any]:
 
 def _toml_float(x: float) -> str:
     return "nan" if math.isnan(x) else ("inf" if x > 0 else "-inf") if math.isinf(x) else repr(x)
+
+
+def _env_file(env: dict[str, str]) -> bytes:
+    # os.environ may hold lone surrogates (undecodable bytes); keep them rather than fail here
+    return "".join(f"{k}={v}\n" for k, v in env.items()).encode("utf-8", "surrogatepass")
 
 
 def _toml_list(items: list[str]) -> str:

@@ -27,7 +27,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -37,7 +37,7 @@ import torch
 from node import checkpoint
 from node.announcement import Announcement
 from node.config import NodeConfig
-from node.demo import PeerOutcome, collect, join_argv
+from node.demo import join_argv
 from node.gossip import GossipConfig, GossipService
 from node.gossip_procs import Bootstrap, Child, kill_all
 from node.identity import peer_id_of
@@ -173,22 +173,54 @@ def honest_swarm(root: Path, configs: list[NodeConfig], boot: Bootstrap) -> Iter
             stop_private_daemon(cfg.data_dir)
 
 
-def finish(children: list[Child], timeout: float) -> list[PeerOutcome]:
-    outcomes = [PeerOutcome(client=i) for i in range(len(children))]
+@dataclass
+class Outcome:
+    """Everything one honest peer printed (its JSON event lines) and its exit code."""
+
+    records: list[dict[str, Any]] = field(default_factory=list)
+    exit_code: int | None = None
+
+    @property
+    def final(self) -> dict[str, Any]:
+        return next((r for r in reversed(self.records) if "test_acc" in r), {})
+
+    @property
+    def test_acc(self) -> float | None:
+        return self.final.get("test_acc")
+
+    @property
+    def round_timings(self) -> list[dict[str, float]]:
+        return [r["round_timings"] for r in self.records if "round_timings" in r]
+
+    def events(self, needle: str) -> list[str]:
+        return [r["event"] for r in self.records if needle in r.get("event", "")]
+
+
+def drain(child: Child, outcome: Outcome) -> None:
+    while not child.lines.empty():
+        with contextlib.suppress(ValueError):
+            outcome.records.append(json.loads(child.lines.get_nowait()))
+
+
+def finish(children: list[Child], timeout: float) -> list[Outcome]:
+    outcomes = [Outcome() for _ in children]
     deadline = time.monotonic() + timeout
     while any(c.proc.poll() is None for c in children):
         if time.monotonic() > deadline:
             raise TimeoutError(f"honest peers did not finish within {timeout:.0f} s")
         for child, outcome in zip(children, outcomes, strict=True):
-            collect(child, outcome)
+            drain(child, outcome)
         time.sleep(0.5)
+    time.sleep(0.5)  # the reader threads hand over the last lines
     for child, outcome in zip(children, outcomes, strict=True):
-        collect(child, outcome)
+        drain(child, outcome)
         outcome.exit_code = child.proc.returncode
     return outcomes
 
 
-def poison_run(root: Path, *, attack: bool, merge: str, clip_norm: float, nodes: int, rounds: int) -> dict:
+def poison_run(root: Path, *, attack: bool, merge: str, clip_norm: float, nodes: int, rounds: int,
+               probe: Callable[[list[NodeConfig], list[Child]], Any] | None = None) -> dict:
+    """One honest swarm to the end; `probe(configs, children)` runs once while it is up (tests)."""
     root.mkdir(parents=True, exist_ok=True)
     boot = Bootstrap(SWARM, root / "boot")
     try:
@@ -201,12 +233,13 @@ def poison_run(root: Path, *, attack: bool, merge: str, clip_norm: float, nodes:
                            "the first honest round")
                 attackers = Attackers(root / "attackers", boot.addr, configs[0].data_dir)
             with attackers or contextlib.nullcontext():
+                probed = probe(configs, children) if probe else None
                 outcomes = finish(children, 1200)
     finally:
         kill_all([boot])
     accs = [o.test_acc for o in outcomes if o.test_acc is not None]
-    return {"attack": attack, "merge": merge, "clip_norm": clip_norm, "accs": accs,
-            "exit_codes": [o.exit_code for o in outcomes], "merges": [o.merges for o in outcomes],
+    return {"attack": attack, "merge": merge, "clip_norm": clip_norm, "accs": accs, "outcomes": outcomes,
+            "exit_codes": [o.exit_code for o in outcomes], "probe": probed,
             "published": dict(attackers.published) if attackers else {},
             "non_finite": sum(1 for a in accs if a != a)}
 

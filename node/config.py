@@ -108,8 +108,10 @@ def _coerce(name: str, raw: Any, kind: Any) -> Any:
             raise ValueError(raw)
         if isinstance(kind, types.UnionType):
             kind = next(k for k in typing.get_args(kind) if k is not type(None))
+        if kind is int and isinstance(raw, float) and not raw.is_integer():
+            raise ValueError(raw)  # int() would silently drop the fraction
         return kind(raw)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         kind_name = getattr(kind, "__name__", kind)
         raise ConfigError(f"setting {name}: {raw!r} is not a valid {kind_name}") from None
 

@@ -193,10 +193,17 @@ class Node:
         with timer("evaluate"):
             _, val_acc = self.learner.evaluate("val")
         self.status.loss, self.status.val_acc = stats.loss, val_acc
-        cid = self.publish(stats.loss)
-        self.event(f"round {self.round}: trained {stats.steps} steps, loss {stats.loss:.4f}, "
-                   f"val acc {val_acc:.3f}, published {cid[-10:]}",
-                   round=self.round, loss=stats.loss, val_acc=val_acc, cid=cid)
+        try:
+            cid = self.publish(stats.loss)
+        except StoreError as exc:
+            # IPFS is down (its daemon died or restarts): keep training and merging, publish next round
+            cid = self.own_cids[-1] if self.own_cids else ""
+            self.event(f"round {self.round}: trained {stats.steps} steps, val acc {val_acc:.3f}, "
+                       f"not published: {exc}", round=self.round, loss=stats.loss, val_acc=val_acc)
+        else:
+            self.event(f"round {self.round}: trained {stats.steps} steps, loss {stats.loss:.4f}, "
+                       f"val acc {val_acc:.3f}, published {cid[-10:]}",
+                       round=self.round, loss=stats.loss, val_acc=val_acc, cid=cid)
         self.fold()
         self.exchange()
         with timer("checkpoint"):

@@ -48,6 +48,8 @@ def test_seeds_parse_so_mutations_start_from_valid_input(fuzz: Any) -> None:
     (b"lr = nan\n", "not a finite number"),
     (b"round_interval_s = inf\n", "not a finite number"),
     (b"clients = 0\n", "at least 1"),
+    (b"client = inf\n", "not a valid int"),  # was an OverflowError escaping _coerce
+    (b"rounds = 2.5\n", "not a valid int"),
     (b"batch_size = -3\n", "at least 1"),
     (b"fetch_timeout_s = 0\n", "greater than 0"),
     (b"clip_norm = -1.0\n", "0 or more"),
