@@ -6,8 +6,9 @@ Inputs that parse must also satisfy the target's invariants (an announcement re-
 snapshot's schema matches its tensors, a config has the declared field types).
 
 Two engines share the targets: hypothesis (structure-aware: mutations of valid inputs, random msgpack
-documents, TOML built from the real setting names) and atheris (coverage-guided libFuzzer), when
-installed. tests/unit/test_fuzz.py runs the hypothesis engine with a few hundred inputs per target.
+documents, TOML built from the real setting names) and atheris (coverage-guided libFuzzer; an
+optional extra: `.venv/bin/pip install -e '.[fuzz]'`). tests/unit/test_fuzz.py runs the hypothesis engine
+with a few hundred inputs per target.
 
     nice -n 10 .venv/bin/python bench/fuzz.py                       # hypothesis, 10,000 inputs per target
     nice -n 10 .venv/bin/python bench/fuzz.py --engine atheris      # atheris, 10,000 runs per target
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import importlib.util
 import logging
 import math
 import os
@@ -298,6 +300,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     names = [t for t in args.targets.split(",") if t]
     if args.engine == "atheris":
+        if importlib.util.find_spec("atheris") is None:
+            raise SystemExit("atheris is not installed: .venv/bin/pip install -e '.[fuzz]' (atheris 3.0.0)")
         print("| target | runs | new corpus units | peak RSS MB | wall s |\n|---|---:|---:|---:|---:|")
         for name in names:
             started = time.monotonic()

@@ -19,6 +19,9 @@ import yaml
 KUBO_IMAGE = "ipfs/kubo:v0.32.1"
 IMAGE = "swarm-node:0.1.0"
 NETWORK = "swarm-net"
+# swarm.partition.KINDS; repeated because compose.py runs with PyYAML alone (tests/unit/test_docker_files.py
+# checks the two agree)
+PARTITIONS = ("iid", "dirichlet", "label-shift", "rotation")
 CPU_TORCH_INDEX = "https://download.pytorch.org/whl/cpu"
 CUDA_TORCH_INDEX = "https://pypi.org/simple"
 ADDR_FILE = "/shared/bootstrap.addr"
@@ -84,7 +87,9 @@ def node(i: int, *, nodes: int, swarm: str, dataset: str, partition: str, role: 
         "swarm-entrypoint", "node", "--addr-file", ADDR_FILE, "--",
         "swarm-node", "join", "--swarm", swarm, "--ipfs-api", f"/dns4/kubo-{i}/tcp/5001/http",
         "--listen", LISTEN, "--data-dir", "/data", "--dataset", dataset,
-        "--partition", partition.format(index=i - 1, nodes=nodes), "--role", role, "--headless",
+        # every node holds its own shard: shard i-1 of N under the same partition scheme and seed
+        "--partition", partition, "--clients", str(nodes), "--client", str(i - 1), "--role", role,
+        "--headless",
     ]
     service["volumes"] = [f"node-{i}-data:/data", "bootstrap-addr:/shared:ro"]
     if gpus:
@@ -127,15 +132,11 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--nodes", type=int, default=4, help="swarm nodes (each with its own Kubo)")
     p.add_argument("--swarm", default="docker-demo", help="swarm id")
     p.add_argument("--dataset", default="fashion-mnist")
-    p.add_argument("--partition", default="iid",
-                   help="passed to join; {index} (0-based) and {nodes} are filled in per node")
+    p.add_argument("--partition", default="iid", choices=PARTITIONS,
+                   help="how the data set is split; node-i gets shard i-1 of N")
     p.add_argument("--roles", default="trainer", help="comma-separated, assigned round-robin")
     p.add_argument("--gpus", action="store_true", help="CUDA torch build and one GPU reservation per node")
     args = p.parse_args(argv)
-    try:
-        args.partition.format(index=0, nodes=1)
-    except (KeyError, IndexError, ValueError):
-        p.error("--partition may contain only the placeholders {index} and {nodes}")
     if not 1 <= args.nodes <= 64:
         p.error("--nodes must be between 1 and 64")
     bad = set(args.roles.split(",")) - {"trainer", "pinner", "observer"}

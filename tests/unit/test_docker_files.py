@@ -342,3 +342,24 @@ def test_node_mode_gives_up_clearly_without_a_bootstrap(tmp_path: Path) -> None:
                           capture_output=True, text=True, timeout=30)
     assert done.returncode == 2
     assert "no bootstrap address" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_every_compose_node_command_is_a_valid_join_with_its_own_shard(mods: Any) -> None:
+    """The nodes' command lines go through `swarm-node join`'s own parser and config checks."""
+    import argparse
+
+    from node.commands import join
+    from node.config import load_config
+    from swarm.partition import KINDS
+
+    assert tuple(mods["compose"].PARTITIONS) == KINDS
+    doc = yaml.safe_load(mods["compose"].render(["--nodes", "3", "--partition", "label-shift"]))
+    parser = argparse.ArgumentParser()
+    join.add_arguments(parser)
+    shards = []
+    for i in (1, 2, 3):
+        cmd = doc["services"][f"node-{i}"]["command"]
+        args = parser.parse_args(cmd[cmd.index("join") + 1:])
+        cfg = load_config(None, {k: v for k, v in vars(args).items() if k != "config"}, env={})
+        shards.append((cfg.partition, cfg.clients, cfg.client))
+    assert shards == [("label-shift", 3, 0), ("label-shift", 3, 1), ("label-shift", 3, 2)]
