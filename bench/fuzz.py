@@ -6,9 +6,9 @@ Inputs that parse must also satisfy the target's invariants (an announcement re-
 snapshot's schema matches its tensors, a config has the declared field types).
 
 Two engines share the targets: hypothesis (structure-aware: mutations of valid inputs, random msgpack
-documents, TOML built from the real setting names) and atheris (coverage-guided libFuzzer; an
-optional extra: `.venv/bin/pip install -e '.[fuzz]'`). tests/unit/test_fuzz.py runs the hypothesis engine
-with a few hundred inputs per target.
+documents, TOML built from the real setting names) and atheris (coverage-guided libFuzzer; the
+optional extra `fuzz`: `.venv/bin/pip install -c requirements.lock -e '.[fuzz]'`). tests/unit/test_fuzz.py
+runs the hypothesis engine with a few hundred inputs per target.
 
     nice -n 10 .venv/bin/python bench/fuzz.py                       # hypothesis, 10,000 inputs per target
     nice -n 10 .venv/bin/python bench/fuzz.py --engine atheris      # atheris, 10,000 runs per target
@@ -301,7 +301,8 @@ def main(argv: list[str] | None = None) -> int:
     names = [t for t in args.targets.split(",") if t]
     if args.engine == "atheris":
         if importlib.util.find_spec("atheris") is None:
-            raise SystemExit("atheris is not installed: .venv/bin/pip install -e '.[fuzz]' (atheris 3.0.0)")
+            raise SystemExit("atheris is not installed: "
+                             ".venv/bin/pip install -c requirements.lock -e '.[fuzz]'")
         print("| target | runs | new corpus units | peak RSS MB | wall s |\n|---|---:|---:|---:|---:|")
         for name in names:
             started = time.monotonic()
