@@ -3,14 +3,18 @@
 Trainers and pinners (each with its own private js-ipfs daemon) and one `swarm-bootstrap` run for a
 fixed time on 127.0.0.1 while docker/fault_schedule.py's schedule is replayed on processes: `kill`
 = SIGKILL (`start` = the same command on the same data dir), `pause` = SIGSTOP / SIGCONT. Targets:
-`node-N` (trainer N), `pinner-N`, `kubo-N` (trainer N's IPFS daemon, restarted on its repo) and
-`bootstrap` (restarted on the same port and key). `disconnect` (a network partition) is not replayed
-here: see docs/resilience.md. The same swarm then runs fault-free for the same time, for comparison.
+`node-N` (trainer N), `pinner-N`, `kubo-N` (trainer N's IPFS daemon, restarted on its repo),
+`bootstrap` (restarted on the same port and key) and `halves`: `partition` / `heal` split the swarm in
+two halves with bench/netsplit.py (root only; otherwise reported as not run). Half B, in its own
+network namespace, holds the upper half of the trainers (with their IPFS daemons) and of the pinners;
+the bootstrap and the rest stay in half A. Single-service `disconnect` is not replayed here. The same
+swarm then runs fault-free for the same time, for comparison.
 
 Reported: announcements delivered to pinners vs sent, snapshots still fetchable from pinners once
 every trainer is gone, trainers resumed from their checkpoint with no lost round, corrupted state
 files (checked right after every kill and at the end), validation accuracy vs the fault-free run,
-processes that died unexpectedly.
+processes that died unexpectedly; for partitions: announcements of each half seen by each pinner
+during the cut, and how long after `heal` each pinner sees fresh announcements of the far half.
 
     nice -n 10 .venv/bin/python bench/chaos.py                 # 8 trainers, 2 pinners, 240 s, 10 faults
     .venv/bin/python bench/chaos.py --trainers 4 --pinners 1 --duration 90 --faults 4
@@ -33,6 +37,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import netsplit  # bench/netsplit.py: bench/ is on sys.path when this script runs or a test imports it
 
 from node import checkpoint
 from node.config import NodeConfig
@@ -62,7 +68,8 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-REQUIRED = (("kill", "node"), ("kill", "kubo"), ("kill", "bootstrap"), ("pause", "node"))
+REQUIRED = (("kill", "node"), ("kill", "kubo"), ("kill", "bootstrap"), ("pause", "node"),
+            ("partition", "halves"))
 
 
 def generate(seed: int, trainers: int, pinners: int, duration: float, faults: int) -> list[Any]:
@@ -78,7 +85,7 @@ def _generate(seed: int, trainers: int, pinners: int, duration: float, faults: i
     """A seeded schedule over every target, without `disconnect` (not replayed on processes)."""
     fs = schedule_module()
     targets = ([f"node-{i}" for i in range(1, trainers + 1)] + [f"pinner-{i}" for i in range(1, pinners + 1)]
-               + [f"kubo-{i}" for i in range(1, trainers + 1)] + ["bootstrap"])
+               + [f"kubo-{i}" for i in range(1, trainers + 1)] + ["bootstrap", fs.HALVES])
     kept: list[Any] = []
     extra = 0
     while len([f for f in kept if f.action in fs.RECOVERY]) < faults and extra < 50:
@@ -108,13 +115,36 @@ class Report:
     fault_errors: list[str] = field(default_factory=list)
     sent_after_heal: dict[str, int] = field(default_factory=dict)  # trainer -> CIDs sent after last fault
     seen_after_heal: dict[str, int] = field(default_factory=dict)  # trainer -> of those, seen by pinner-1
+    partition_skipped: str = ""  # why the schedule's partitions were not replayed
+    cuts: list[tuple[float, float]] = field(default_factory=list)  # (cut, heal) unix times
+    bridge_resets: int = 0  # bridged connections closed by the cuts
+    bridge_bytes_during_cuts: int = 0  # bytes the bridge carried between cut and heal (must be 0)
+    split: dict[str, SplitSeen] = field(default_factory=dict)  # pinner -> what it saw around the cuts
+
+
+@dataclass
+class SplitSeen:
+    """One pinner's view of the partitions: announcements sent during a cut (from 1 s after it until
+    the heal), by the trainers of its own half and of the far half, and how many it saw."""
+    near_sent: int = 0
+    near_seen: int = 0
+    far_sent: int = 0
+    far_seen_before_heal: int = 0
+    far_seen_later: int = 0  # sent during the cut, seen after the heal
+    heal_lag_s: list[float] = field(default_factory=list)  # per heal: until a fresh far CID was seen
+    far_sent_after: int = 0  # sent from 5 s after a heal until the next cut (or the end)
+    far_seen_after: int = 0
 
 
 class Swarm:
     """The processes of one run, by target name, and what they printed."""
 
-    def __init__(self, root: Path, trainers: int, pinners: int, seed: int) -> None:
+    def __init__(self, root: Path, trainers: int, pinners: int, seed: int,
+                 split: netsplit.NetSplit | None = None) -> None:
         self.root = root
+        self.split = split
+        self.half_b = ({f"node-{i}" for i in range(trainers // 2 + 1, trainers + 1)}
+                       | {f"pinner-{i}" for i in range(pinners // 2 + 1, pinners + 1)}) if split else set()
         self.boot_port = free_port()
         self.boot = self._start_boot()
         self.configs: dict[str, NodeConfig] = {}
@@ -138,9 +168,18 @@ class Swarm:
     def _start_boot(self) -> Bootstrap:
         return Bootstrap(SWARM, self.root / "bootstrap", listen=f"/ip4/127.0.0.1/tcp/{self.boot_port}")
 
+    def half(self, name: str) -> str:
+        return "b" if name in self.half_b else "a"
+
+    def in_half(self, name: str) -> contextlib.AbstractContextManager[None]:
+        """Processes started in this block run in `name`'s half (its IPFS daemon follows the node)."""
+        return self.split.in_b() if self.split and name in self.half_b else contextlib.nullcontext()
+
     def start_node(self, name: str) -> None:
         self.lives[name] += 1
-        self.procs[name] = Child(join_argv(self.configs[name]), self.root / f"{name}.{self.lives[name]}.log")
+        with self.in_half(name):
+            log = self.root / f"{name}.{self.lives[name]}.log"
+            self.procs[name] = Child(join_argv(self.configs[name]), log)
 
     def wait_up(self, timeout: float) -> None:
         """Until every node runs and every trainer has a checkpoint: t=0 of the schedule, and the
@@ -218,6 +257,19 @@ def apply(swarm: Swarm, fault: Any, report: Report, expected: dict[str, int]) ->
     """Replay one schedule line on the processes; `expected[name]` = checkpoint round at its kill."""
     target, action = fault.target, fault.action
     kind = target.split("-")[0]
+    if action in ("partition", "heal"):
+        if swarm.split is None:
+            raise RuntimeError("no network split")
+        if action == "partition":
+            cut = swarm.split.cut()
+            report.bridge_resets += cut["reset"]
+            report.bridge_bytes_during_cuts -= cut["bytes"]
+            report.cuts.append((time.time(), 0.0))
+        else:
+            report.bridge_bytes_during_cuts += swarm.split.stats()["bytes"]
+            swarm.split.heal()
+            report.cuts[-1] = (report.cuts[-1][0], time.time())
+        return
     if kind == "kubo":
         node = target.replace("kubo", "node")
         pid = swarm.daemon_pid(node)
@@ -225,7 +277,8 @@ def apply(swarm: Swarm, fault: Any, report: Report, expected: dict[str, int]) ->
             repo = swarm.configs[node].data_dir / "ipfs"
             for _ in range(20):  # js-ipfs keeps repo.lock ~10 s after SIGKILL
                 try:
-                    daemon = IpfsDaemon.start(repo)
+                    with swarm.in_half(node):
+                        daemon = IpfsDaemon.start(repo)
                     break
                 except StoreError:
                     time.sleep(2)
@@ -259,10 +312,22 @@ def run(root: Path, *, trainers: int, pinners: int, duration: float, faults: Seq
         seed: int = 0) -> Report:
     root.mkdir(parents=True, exist_ok=True)
     report = Report()
-    swarm = Swarm(root, trainers, pinners, seed)
+    queue = list(faults)
+    split = None
+    if any(f.action == "partition" for f in faults):
+        report.partition_skipped = netsplit.unavailable() or ""
+        if report.partition_skipped:
+            queue = [f for f in queue if f.action not in ("partition", "heal")]
+        else:
+            split = netsplit.NetSplit()
+    try:
+        swarm = Swarm(root, trainers, pinners, seed, split)
+    except BaseException:
+        if split:
+            split.close()
+        raise
     expected: dict[str, int] = {}
     down: set[str] = set()
-    queue = list(faults)
     try:
         swarm.wait_up(UP_TIMEOUT_S)
         started = time.monotonic()
@@ -282,13 +347,18 @@ def run(root: Path, *, trainers: int, pinners: int, duration: float, faults: Seq
                     report.unexpected_deaths.append(f"{name} exit {child.proc.returncode}: {tail}")
                     down.add(name)
             time.sleep(0.5)
+        if report.cuts and not report.cuts[-1][1]:  # a schedule that never heals: heal for the checks
+            apply(swarm, schedule_module().Fault(duration, "heal", "halves"), report, expected)
         swarm.wait_up(UP_TIMEOUT_S)
         swarm.drain()
         report.kills = dict(expected)
         summarize(swarm, report, expected, faults)
+        summarize_split(swarm, report)
         check_fetchable(swarm, report)
     finally:
         swarm.close()
+        if split:
+            split.close()
     return report
 
 
@@ -320,6 +390,49 @@ def summarize(swarm: Swarm, report: Report, expected: dict[str, int], faults: Se
                 report.val_acc.append(status.val_acc)
     for cfg in swarm.configs.values():
         check_state(cfg.data_dir, report)
+
+
+def summarize_split(swarm: Swarm, report: Report) -> None:
+    """Per pinner: announcements sent during each cut by its own / the far half, and what it saw."""
+    if not report.cuts:
+        return
+    sent = [(r["t"], name, r["cid"]) for name, recs in swarm.records.items() if name.startswith("node")
+            for r in recs if "cid" in r and "round" in r]
+    ends = [c for c, _ in report.cuts[1:]] + [float("inf")]
+    for pinner, recs in swarm.records.items():
+        if not pinner.startswith("pinner"):
+            continue
+        # first time the pinner showed it had the announcement: its "pinned" or "pin ... failed" line
+        # (an upper bound on when gossip delivered it: the pin itself takes time)
+        seen: dict[str, float] = {}
+        for r in recs:
+            if "cid" in r:
+                seen.setdefault(r["cid"], r["t"])
+            elif r["event"].startswith("pin "):
+                tail = r["event"].split()[1]
+                for _, _, cid in sent:
+                    if cid.endswith(tail):
+                        seen.setdefault(cid, r["t"])
+        view = report.split.setdefault(pinner, SplitSeen())
+        for (cut, heal), next_cut in zip(report.cuts, ends, strict=True):
+            fresh_far = []
+            for t, trainer, cid in sent:
+                far = swarm.half(trainer) != swarm.half(pinner)
+                if cut + 1 < t < heal:
+                    if far:
+                        view.far_sent += 1
+                        view.far_seen_before_heal += seen.get(cid, heal) < heal
+                        view.far_seen_later += seen.get(cid, 0.0) >= heal
+                    else:
+                        view.near_sent += 1
+                        view.near_seen += cid in seen
+                elif far and heal <= t < next_cut:
+                    fresh_far.append(seen.get(cid, float("inf")))
+                    if t > heal + 5:
+                        view.far_sent_after += 1
+                        view.far_seen_after += cid in seen
+            if fresh_far and min(fresh_far) < float("inf"):
+                view.heal_lag_s.append(round(min(fresh_far) - heal, 1))
 
 
 def check_fetchable(swarm: Swarm, report: Report) -> None:
@@ -368,9 +481,34 @@ def table(faulty: Report, clean: Report | None) -> str:
          str(len(clean.unexpected_deaths)) if clean else "-"),
         ("faults applied (errors)", f"{faulty.faults_applied} ({len(faulty.fault_errors)})", "0"),
     ]
+    rows += split_rows(faulty)
     lines = ["| measure | with faults | fault-free |", "|---|---|---|"]
     lines += [f"| {a} | {b} | {c} |" for a, b, c in rows]
     return "\n".join(lines)
+
+
+def split_rows(r: Report) -> list[tuple[str, str, str]]:
+    if r.partition_skipped:
+        return [("partition", f"not run ({r.partition_skipped})", "-")]
+    if not r.cuts:
+        return []
+    t0 = r.cuts[0][0]
+    views = r.split.items()
+    return [
+        ("partition: cut-heal (s after the first cut); connections reset; bytes bridged while cut",
+         ", ".join(f"{c - t0:.0f}-{h - t0:.0f}" for c, h in r.cuts)
+         + f"; {r.bridge_resets}; {r.bridge_bytes_during_cuts}", "-"),
+        ("announcements of the far half seen during the cut / sent during it",
+         ", ".join(f"{p}: {v.far_seen_before_heal}/{v.far_sent}" for p, v in views), "-"),
+        ("of those, seen after the heal",
+         ", ".join(f"{p}: {v.far_seen_later}" for p, v in views), "-"),
+        ("announcements of the near half seen / sent during the cut",
+         ", ".join(f"{p}: {v.near_seen}/{v.near_sent}" for p, v in views), "-"),
+        ("s from heal until a fresh far-half announcement is pinned (or tried)",
+         ", ".join(f"{p}: {', '.join(map(str, v.heal_lag_s)) or 'never'}" for p, v in views), "-"),
+        ("far-half announcements seen / sent from 5 s after the heal",
+         ", ".join(f"{p}: {v.far_seen_after}/{v.far_sent_after}" for p, v in views), "-"),
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,8 +9,11 @@ read and write the same files. Format (docker/README.md has the full description
     {"t": 45.5, "action": "start", "target": "node-3"}
 
 `t` is seconds from the start of the run, non-decreasing; `action` is one of ACTIONS; `target` is a
-compose service name (`bootstrap`, `node-N`, `kubo-N`). Every fault must be legal in the state the
-schedule has put its target in (no `start` of a running target, no `unpause` of a running one, ...).
+compose service name (`bootstrap`, `node-N`, `kubo-N`), or `halves` for `partition` / `heal`: the
+swarm split in two halves that cannot reach each other until healed (which services form each half
+is the replayer's choice: docker/faults.py `--half-b`, bench/chaos.py the upper half of each kind).
+Every fault must be legal in the state the schedule has put its target in (no `start` of a running
+target, no `unpause` of a running one, ...).
 """
 
 from __future__ import annotations
@@ -24,8 +27,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 # fault -> the action that undoes it
-RECOVERY = {"kill": "start", "pause": "unpause", "disconnect": "connect"}
+RECOVERY = {"kill": "start", "pause": "unpause", "disconnect": "connect", "partition": "heal"}
 ACTIONS = tuple(RECOVERY) + tuple(RECOVERY.values())
+HALVES = "halves"  # the one target of partition / heal, and they are its only actions
+SPLIT_ACTIONS = ("partition", "heal")
 TARGET_RE = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
 HEADER = "# swarm-node fault schedule v1"
 
@@ -60,6 +65,9 @@ def _parse_line(line: str, lineno: int) -> Fault:
         raise ScheduleError(f"line {lineno}: unknown action {action!r}; use one of {', '.join(ACTIONS)}")
     if not isinstance(target, str) or not TARGET_RE.match(target):
         raise ScheduleError(f"line {lineno}: target {target!r} is not a service name like node-3")
+    if (action in SPLIT_ACTIONS) != (target == HALVES):
+        raise ScheduleError(f"line {lineno}: `partition` and `heal` go with target {HALVES!r} and it takes "
+                            f"no other action; got {action} {target}")
     return Fault(float(t), action, target)
 
 
@@ -119,6 +127,7 @@ def generate(*, seed: int, targets: Sequence[str], duration: float, faults: int,
     """`faults` random fault + recovery pairs within `duration` seconds, reproducible by `seed`.
 
     A target gets at most one fault at a time, and every fault is undone before `duration`.
+    Target `halves` (when listed) can only get `partition`; the others get kill, pause or disconnect.
     """
     if not targets:
         raise ScheduleError("no targets: pass service names such as node-1,node-2")
@@ -130,7 +139,7 @@ def generate(*, seed: int, targets: Sequence[str], duration: float, faults: int,
     for _ in range(faults):
         for _attempt in range(100):
             target = rng.choice(list(targets))
-            action = rng.choice(list(RECOVERY))
+            action = rng.choice(_faults_for(target))
             down = round(rng.uniform(min_down, max_down), 1)
             start = round(rng.uniform(0, duration - down), 1)
             end = round(start + down, 1)
@@ -146,6 +155,10 @@ def generate(*, seed: int, targets: Sequence[str], duration: float, faults: int,
     return out
 
 
+def _faults_for(target: str) -> list[str]:
+    return ["partition"] if target == HALVES else [f for f in RECOVERY if f != "partition"]
+
+
 def dumps(faults: Sequence[Fault], comment: str = "") -> str:
     head = [HEADER] + ([f"# {comment}"] if comment else [])
     return "\n".join(head + [f.to_json() for f in faults]) + "\n"
@@ -157,7 +170,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--check", metavar="FILE", help="parse FILE and report problems instead of generating")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--targets", default="node-1,node-2,node-3,node-4,kubo-1,bootstrap",
-                   help="comma-separated service names")
+                   help="comma-separated service names; add `halves` for two-halves partitions")
     p.add_argument("--duration", type=float, default=300.0, help="run length in seconds")
     p.add_argument("--faults", type=int, default=6, help="number of fault + recovery pairs")
     args = p.parse_args(argv)

@@ -5,9 +5,11 @@
     python3 docker/faults.py docker/faults.example.jsonl --dry-run  # print the docker commands only
 
 Each action becomes one `docker` command (kill, start, pause, unpause, network disconnect/connect) on
-the container `<prefix><target>` (compose.py names containers `swarm-<service>`). A failed command is
-logged and the replay goes on: a chaos run must not stop because one fault did not apply.
-Standard library only.
+the container `<prefix><target>` (compose.py names containers `swarm-<service>`). `partition halves`
+moves the containers of `--half-b` onto a second internal network `<network>-b` (created for the cut),
+so each half still reaches itself (including its Kubos by name) but not the other; `heal` moves them
+back and removes `<network>-b`. A failed command is logged and the replay goes on: a chaos run must
+not stop because one fault did not apply. Standard library only.
 """
 
 from __future__ import annotations
@@ -21,13 +23,26 @@ from collections.abc import Callable, Sequence
 from fault_schedule import Fault, ScheduleError, load
 
 DOCKER_TIMEOUT_S = 60.0
+# half B of the committed 4-node compose file; the bootstrap stays in half A
+DEFAULT_HALF_B = ("node-3", "node-4", "kubo-3", "kubo-4")
 
 
-def docker_command(fault: Fault, *, prefix: str, network: str) -> list[str]:
+def docker_commands(fault: Fault, *, prefix: str, network: str,
+                    half_b: Sequence[str] = DEFAULT_HALF_B) -> list[list[str]]:
+    """The docker commands of one schedule line, run in order."""
+    if fault.action in ("partition", "heal"):
+        other = f"{network}-b"
+        cut = fault.action == "partition"
+        frm, to = (network, other) if cut else (other, network)
+        cmds = [["docker", "network", "create", "--internal", other]] if cut else []
+        for service in half_b:  # join the new network first, so the half never loses its own members
+            cmds += [["docker", "network", "connect", to, prefix + service],
+                     ["docker", "network", "disconnect", frm, prefix + service]]
+        return cmds if cut else [*cmds, ["docker", "network", "rm", other]]
     container = prefix + fault.target
     if fault.action in ("disconnect", "connect"):
-        return ["docker", "network", fault.action, network, container]
-    return ["docker", fault.action, container]
+        return [["docker", "network", fault.action, network, container]]
+    return [["docker", fault.action, container]]
 
 
 def run_docker(cmd: list[str]) -> str | None:
@@ -40,7 +55,7 @@ def run_docker(cmd: list[str]) -> str | None:
 
 
 def replay(faults: Sequence[Fault], *, prefix: str, network: str, speed: float = 1.0,
-           runner: Callable[[list[str]], str | None] = run_docker,
+           half_b: Sequence[str] = DEFAULT_HALF_B, runner: Callable[[list[str]], str | None] = run_docker,
            clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep) -> int:
     """Apply every fault at its time (divided by `speed`); returns how many commands failed."""
     failed = 0
@@ -49,11 +64,11 @@ def replay(faults: Sequence[Fault], *, prefix: str, network: str, speed: float =
         wait = t0 + fault.t / speed - clock()
         if wait > 0:
             sleep(wait)
-        cmd = docker_command(fault, prefix=prefix, network=network)
-        error = runner(cmd)
-        status = "ok" if error is None else f"FAILED: {error}"
+        errors = [e for cmd in docker_commands(fault, prefix=prefix, network=network, half_b=half_b)
+                  if (e := runner(cmd)) is not None]
+        status = "ok" if not errors else f"FAILED: {'; '.join(errors)}"
         print(f"t={fault.t:7.1f}s {fault.action:<10} {fault.target:<12} {status}", flush=True)
-        failed += error is not None
+        failed += len(errors)
     return failed
 
 
@@ -62,6 +77,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("schedule", help="JSON-lines fault schedule (see docker/README.md)")
     p.add_argument("--prefix", default="swarm-", help="container name = prefix + target (default swarm-)")
     p.add_argument("--network", default="swarm-net", help="network of disconnect/connect")
+    p.add_argument("--half-b", default=",".join(DEFAULT_HALF_B),
+                   help="services cut off by `partition halves` (default: %(default)s)")
     p.add_argument("--speed", type=float, default=1.0, help="time factor: 2 replays twice as fast")
     p.add_argument("--dry-run", action="store_true", help="print the docker commands, run nothing")
     args = p.parse_args(argv)
@@ -73,11 +90,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ScheduleError, OSError) as exc:
         print(f"faults: {args.schedule}: {exc}", file=sys.stderr)
         return 2
+    half_b = [s for s in args.half_b.split(",") if s]
     if args.dry_run:
         for fault in faults:
-            print(f"{fault.t:g}\t{' '.join(docker_command(fault, prefix=args.prefix, network=args.network))}")
+            for cmd in docker_commands(fault, prefix=args.prefix, network=args.network, half_b=half_b):
+                print(f"{fault.t:g}\t{' '.join(cmd)}")
         return 0
-    failed = replay(faults, prefix=args.prefix, network=args.network, speed=args.speed)
+    failed = replay(faults, prefix=args.prefix, network=args.network, speed=args.speed, half_b=half_b)
     print(f"faults: {len(faults)} actions, {failed} failed", flush=True)
     return 1 if failed else 0
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import os
 import threading
 import time
@@ -35,6 +36,8 @@ KEEP_OWN_SNAPSHOTS = 2
 KEYFRAME_EVERY = 5  # topk-delta: a full snapshot every few rounds, deltas against it in between
 BASE_CACHE = 16
 PINNER_KEEP_PER_PEER = 2
+# a peer's IPFS address that did not answer (dead daemon, partition) is dialled again after this long
+IPFS_REDIAL_S = 30.0
 
 
 class Timer:
@@ -68,7 +71,7 @@ class Node:
         self.own_cids: list[str] = []
         self.keyframe: tuple[str, StateDict] | None = None
         self.bases: OrderedDict[str, StateDict] = OrderedDict()
-        self.connected_ipfs: set[str] = set()
+        self.ipfs_dialled: dict[str, float] = {}  # address -> when to dial it again (inf: connected)
         self.pinned: dict[str, list[str]] = {}
         self.round = 0
         self.merges = 0
@@ -343,10 +346,11 @@ class Node:
 
     def _connect_ipfs(self, ann: Announcement) -> None:
         assert self.store is not None
+        now = time.monotonic()
         for addr in ann.addrs:
-            if addr not in self.connected_ipfs:
-                self._quietly(f"ipfs connect {addr}", self.store.connect, addr)
-                self.connected_ipfs.add(addr)
+            if self.ipfs_dialled.get(addr, 0.0) <= now:
+                ok = self._quietly(f"ipfs connect {addr}", self.store.connect, addr)
+                self.ipfs_dialled[addr] = math.inf if ok else now + IPFS_REDIAL_S
 
     def _cap(self) -> int:
         return int(self.cfg.max_snapshot_mb * 1024 * 1024)
@@ -359,7 +363,8 @@ class Node:
             if self.cfg.role != "pinner" or ann.publisher == self.table.me:
                 continue
             self._connect_ipfs(ann)
-            if self._quietly(f"pin {ann.cid[-10:]} of {short_id(ann.publisher)}", self.store.pin, ann.cid):
+            if self._quietly(f"pin {ann.cid[-10:]} of {short_id(ann.publisher)}", self.store.pin, ann.cid,
+                            self.cfg.fetch_timeout_s):
                 kept = self.pinned.setdefault(ann.publisher, [])
                 kept.append(ann.cid)
                 self.event(f"pinned {ann.cid[-10:]} of {short_id(ann.publisher)}", cid=ann.cid)

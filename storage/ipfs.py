@@ -111,12 +111,13 @@ class IpfsStore:
         refs = self._call("has", lambda: self._client._client.request("/refs/local", decoder="json"))
         return any(CID.decode(r["Ref"]).digest == want for r in refs if r.get("Ref"))
 
-    def pin(self, cid: str) -> None:
+    def pin(self, cid: str, timeout: float | None = None) -> None:
         """Pin `cid` so `gc` keeps it (fetches it first if the daemon does not hold it)."""
         cid = normalize_cid(cid)
+        budget = self.timeout if timeout is None else timeout
         self._call(f"pin {cid}", lambda: self._client._client.request(
-            "/pin/add", (cid,), opts={"timeout": f"{self.timeout}s"}, decoder="json",
-            timeout=self.timeout + _HTTP_GRACE_S))
+            "/pin/add", (cid,), opts={"timeout": f"{budget}s"}, decoder="json",
+            timeout=budget + _HTTP_GRACE_S))
 
     def unpin(self, cid: str) -> None:
         """Unpin `cid`; unpinning something not pinned is not an error."""

@@ -55,7 +55,8 @@ class LocalStore:
     def has(self, cid: str) -> bool:
         return (self._blocks / normalize_cid(cid)).exists()
 
-    def pin(self, cid: str) -> None:
+    def pin(self, cid: str, timeout: float | None = None) -> None:
+        """Pin `cid` (already local, so `timeout` is unused: same signature as IpfsStore.pin)."""
         cid = normalize_cid(cid)
         if not self.has(cid):
             raise ContentNotFound(f"cannot pin {cid}: not in the local store {self.dir}; put it first")

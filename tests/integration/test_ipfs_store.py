@@ -78,6 +78,16 @@ def test_missing_cid_times_out_with_clear_error(pair: tuple[IpfsStore, IpfsStore
     assert time.monotonic() - start < 10
 
 
+def test_pin_of_unreachable_cid_gives_up_after_its_own_timeout(
+        pair: tuple[IpfsStore, IpfsStore, IpfsDaemon]) -> None:
+    # the stores' default is 20 s; a pinner passes its shorter fetch timeout so one dead peer cannot stall it
+    _, store_b, _ = pair
+    start = time.monotonic()
+    with pytest.raises(FetchTimeout):
+        store_b.pin(cid_of(os.urandom(64)), timeout=1.5)
+    assert time.monotonic() - start < 10
+
+
 def test_pinned_content_survives_gc(pair: tuple[IpfsStore, IpfsStore, IpfsDaemon]) -> None:
     store_a, _, _ = pair
     kept, dropped = store_a.put(os.urandom(1000)), store_a.put(os.urandom(1000))

@@ -259,10 +259,26 @@ def test_generated_schedules_are_legal_and_seeded(mods: Any, seed: int) -> None:
      "is paused"),
     (['{"t": 1, "action": "disconnect", "target": "a"}', '{"t": 2, "action": "disconnect", "target": "a"}'],
      "already under"),
+    (['{"t": 1, "action": "partition", "target": "node-1"}'], "go with target 'halves'"),
+    (['{"t": 1, "action": "kill", "target": "halves"}'], "go with target 'halves'"),
+    (['{"t": 1, "action": "heal", "target": "halves"}'], "without an earlier `partition`"),
+    (['{"t": 1, "action": "partition", "target": "halves"}',
+      '{"t": 2, "action": "partition", "target": "halves"}'], "already under"),
 ])
 def test_bad_schedules_are_refused_with_the_line(mods: Any, lines: list[str], message: str) -> None:
     with pytest.raises(mods["fault_schedule"].ScheduleError, match=re.escape(message)):
         mods["fault_schedule"].parse(lines)
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_generated_partitions_split_only_the_halves(mods: Any, seed: int) -> None:
+    fs = mods["fault_schedule"]
+    targets = ["node-1", "node-2", "kubo-1", "halves"]
+    faults = fs.generate(seed=seed, targets=targets, duration=120, faults=6)
+    assert fs.parse(fs.dumps(faults).splitlines()) == faults
+    assert fs.unrecovered(faults) == []
+    assert all((f.action in ("partition", "heal")) == (f.target == "halves") for f in faults)
+    assert faults == fs.generate(seed=seed, targets=targets, duration=120, faults=6)
 
 
 def test_replay_runs_each_docker_command_at_its_time(mods: Any, capsys: pytest.CaptureFixture[str]) -> None:
@@ -272,6 +288,8 @@ def test_replay_runs_each_docker_command_at_its_time(mods: Any, capsys: pytest.C
         '{"t": 10, "action": "kill", "target": "bootstrap"}',
         '{"t": 10, "action": "connect", "target": "node-2"}',
         '{"t": 30, "action": "start", "target": "bootstrap"}',
+        '{"t": 40, "action": "partition", "target": "halves"}',
+        '{"t": 50, "action": "heal", "target": "halves"}',
     ])
     now = [0.0]
     ran: list[tuple[float, list[str]]] = []
@@ -284,13 +302,23 @@ def test_replay_runs_each_docker_command_at_its_time(mods: Any, capsys: pytest.C
         now[0] += s
 
     failed = faults_mod.replay(schedule, prefix="swarm-", network="swarm-net", speed=2.0,
-                               runner=runner, clock=lambda: now[0], sleep=sleep)
+                               half_b=["node-2", "kubo-2"], runner=runner, clock=lambda: now[0], sleep=sleep)
     assert failed == 1
     assert ran == [
         (0.0, ["docker", "network", "disconnect", "swarm-net", "swarm-node-2"]),
         (5.0, ["docker", "kill", "swarm-bootstrap"]),
         (5.0, ["docker", "network", "connect", "swarm-net", "swarm-node-2"]),
         (15.0, ["docker", "start", "swarm-bootstrap"]),
+        (20.0, ["docker", "network", "create", "--internal", "swarm-net-b"]),
+        (20.0, ["docker", "network", "connect", "swarm-net-b", "swarm-node-2"]),
+        (20.0, ["docker", "network", "disconnect", "swarm-net", "swarm-node-2"]),
+        (20.0, ["docker", "network", "connect", "swarm-net-b", "swarm-kubo-2"]),
+        (20.0, ["docker", "network", "disconnect", "swarm-net", "swarm-kubo-2"]),
+        (25.0, ["docker", "network", "connect", "swarm-net", "swarm-node-2"]),
+        (25.0, ["docker", "network", "disconnect", "swarm-net-b", "swarm-node-2"]),
+        (25.0, ["docker", "network", "connect", "swarm-net", "swarm-kubo-2"]),
+        (25.0, ["docker", "network", "disconnect", "swarm-net-b", "swarm-kubo-2"]),
+        (25.0, ["docker", "network", "rm", "swarm-net-b"]),
     ]
     assert "FAILED: no such container" in capsys.readouterr().out
 
