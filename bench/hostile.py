@@ -8,7 +8,8 @@ weights, a different architecture, a huge-norm model (honest + noise 1000x), a s
 attack, under attack with the plain mean, under attack with median + norm clipping.
 
 Flood: a libp2p host sends hundreds of validly signed announcements per second straight to one honest
-trainer; its median round time is compared with the same swarm without the flood.
+trainer, and redials it (every `--flood-redial-s`) whenever the trainer cuts it off, as an attacker
+would; the trainer's median round time is compared with the same swarm without the flood.
 
     nice -n 10 .venv/bin/python bench/hostile.py                  # both parts (~12 min on 2 cores)
     nice -n 10 .venv/bin/python bench/hostile.py --part flood     # one part
@@ -45,6 +46,7 @@ from node.status import NodeStatus, read_status
 from storage import IpfsDaemon, IpfsStore, encode, schema_fingerprint
 
 ATTACKS = ("nan", "inf", "wrong-shape", "huge-norm", "sign-flip")
+STALE_S = 5.0  # the flooder's wait for a (busy) victim's pubsub hello before it redials
 SWARM = "hostile"
 
 
@@ -179,6 +181,7 @@ class Outcome:
 
     records: list[dict[str, Any]] = field(default_factory=list)
     exit_code: int | None = None
+    cpu_s: float = 0.0  # user + system CPU of the node process, last sampled shortly before it exited
 
     @property
     def final(self) -> dict[str, Any]:
@@ -196,6 +199,15 @@ class Outcome:
         return [r["event"] for r in self.records if needle in r.get("event", "")]
 
 
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of a live process (Linux /proc), None once it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def drain(child: Child, outcome: Outcome) -> None:
     while not child.lines.empty():
         with contextlib.suppress(ValueError):
@@ -210,6 +222,7 @@ def finish(children: list[Child], timeout: float) -> list[Outcome]:
             raise TimeoutError(f"honest peers did not finish within {timeout:.0f} s")
         for child, outcome in zip(children, outcomes, strict=True):
             drain(child, outcome)
+            outcome.cpu_s = cpu_seconds(child.proc.pid) or outcome.cpu_s
         time.sleep(0.5)
     time.sleep(0.5)  # the reader threads hand over the last lines
     for child, outcome in zip(children, outcomes, strict=True):
@@ -247,9 +260,11 @@ def poison_run(root: Path, *, attack: bool, merge: str, clip_norm: float, nodes:
 # -- flood -------------------------------------------------------------------------------------------------
 
 
-def flood(victim_addr: str, stop: threading.Event, per_s: float) -> int:
-    """Announce `per_s` validly signed announcements per second to one peer until `stop`; returns the
-    number sent. The flooder is a real libp2p host with our gossipsub settings but no rate limit."""
+def flood(victim_addr: str, stop: threading.Event, per_s: float, redial_s: float = 1.0) -> dict[str, int]:
+    """Announce `per_s` validly signed announcements per second to one peer until `stop`; redial it
+    every `redial_s` while cut off. Returns {"sent": announcements published while the victim was
+    a subscribed peer, "redials": dial attempts after the first}. The flooder is a real libp2p host
+    with our gossipsub settings but no rate limit."""
     import trio
     from libp2p.crypto.ed25519 import create_new_key_pair
     from libp2p.peer.peerinfo import info_from_p2p_addr
@@ -257,15 +272,16 @@ def flood(victim_addr: str, stop: threading.Event, per_s: float) -> int:
     from multiaddr import Multiaddr
 
     from node.announcement import topic_for
-    from node.gossip_host import MeshParams, build_host, build_pubsub
+    from node.gossip_host import MeshParams, build_host, build_pubsub, quiet_libp2p_logs
 
+    quiet_libp2p_logs()  # its own subscription overflows (nobody reads it): one warning per message
     key_pair = create_new_key_pair()
     me = peer_id_of(key_pair)
     cid = "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy"
-    sent = 0
+    victim = info_from_p2p_addr(Multiaddr(victim_addr))
+    counts = {"sent": 0, "redials": -1}
 
     async def main() -> None:
-        nonlocal sent
         host = build_host(key_pair)
         pubsub, router = build_pubsub(host, MeshParams(relay_rate_per_s=1e6))
         topic = topic_for(SWARM)
@@ -273,19 +289,30 @@ def flood(victim_addr: str, stop: threading.Event, per_s: float) -> int:
                 background_trio_service(router):
             await pubsub.wait_until_ready()
             await pubsub.subscribe(topic)
-            await host.connect(info_from_p2p_addr(Multiaddr(victim_addr)))
-            with trio.fail_after(20):
-                while not pubsub.peer_topics.get(topic):
-                    await trio.sleep(0.1)
+            dialed = -redial_s
             while not stop.is_set():
-                ann = Announcement(cid=cid, publisher=me, round=sent + 1, schema="s" * 32, samples=1,
-                                   loss=0.1, encoding="fp32", size=1, timestamp=time.time())
+                if victim.peer_id not in pubsub.peer_topics.get(topic, ()):
+                    now = trio.current_time()
+                    # Cut off: redial. Connected with no hello from the victim for STALE_S: py-libp2p may
+                    # not notice that the victim closed the connection, so drop it and redial.
+                    connected = bool(host.get_network().get_connections(victim.peer_id))
+                    if now >= dialed + (STALE_S if connected else redial_s):
+                        dialed = now
+                        counts["redials"] += 1
+                        await host.disconnect(victim.peer_id)
+                        host.get_network().unblock_peer(victim.peer_id)
+                        with trio.move_on_after(5), contextlib.suppress(Exception):
+                            await host.connect(victim)
+                    await trio.sleep(0.05)
+                    continue
+                ann = Announcement(cid=cid, publisher=me, round=counts["sent"] + 1, schema="s" * 32,
+                                   samples=1, loss=0.1, encoding="fp32", size=1, timestamp=time.time())
                 await pubsub.publish(topic, ann.to_bytes())
-                sent += 1
+                counts["sent"] += 1
                 await trio.sleep(1.0 / per_s)
 
     trio.run(main)
-    return sent
+    return counts
 
 
 def gossip_addr(data_dir: Path) -> str:
@@ -296,36 +323,44 @@ def gossip_addr(data_dir: Path) -> str:
     raise LookupError(f"no listen address in {data_dir}/status.json yet")
 
 
-def flood_run(root: Path, *, flooding: bool, rounds: int, per_s: float) -> dict:
+def flood_run(root: Path, *, flooding: bool, rounds: int, per_s: float, redial_s: float) -> dict:
     root.mkdir(parents=True, exist_ok=True)
     boot = Bootstrap(SWARM, root / "boot")
-    sent = 0
+    flooded = {"sent": 0, "redials": 0}
     try:
-        configs = [honest_config(root, boot.addr, i, 2, rounds=rounds, round_interval_s=0.0,
+        # The partner trains without a round limit until the victim is done: a partner that finished
+        # first would leave the victim timing out on its last snapshot, whatever the flood did.
+        configs = [honest_config(root, boot.addr, i, 2, rounds=0 if i else rounds, round_interval_s=0.0,
                                  samples_per_client=400, neighbours=1) for i in range(2)]
         with honest_swarm(root, configs, boot) as children:
             wait_until(lambda: (s := status_of(configs[0].data_dir)) is not None and s.round >= 1, 300,
                        "the first honest round")
             stop, result = threading.Event(), []
             thread = threading.Thread(target=lambda: result.append(
-                flood(gossip_addr(configs[0].data_dir), stop, per_s)), daemon=True)
+                flood(gossip_addr(configs[0].data_dir), stop, per_s, redial_s)), daemon=True)
             if flooding:
                 thread.start()
             try:
-                outcomes = finish(children, 1200)
+                outcomes = finish(children[:1], 1200)
+                partner_running = children[1].proc.poll() is None
             finally:
                 stop.set()
             if flooding:
                 thread.join(30)
-                sent = result[0] if result else -1
+                flooded = result[0] if result else {"sent": -1, "redials": -1}
     finally:
         kill_all([boot])
     victim = outcomes[0]
     times = [sum(t.values()) for t in victim.round_timings[2:]]  # first rounds: nobody to fetch yet
     log = (root / "honest-0.log").read_text()
+    # The victim's last gossip line: "gossip stopped: rejected N announcement(s) {...}, B ban(s)".
+    rejected = re.findall(r"gossip stopped: rejected (\d+) ", log)
     return {"flooding": flooding, "median_round_s": statistics.median(times) if times else float("nan"),
-            "rounds": len(victim.round_timings), "exit_codes": [o.exit_code for o in outcomes],
-            "rate_rejects_logged": "rejected (rate)" in log, "test_acc": victim.test_acc, "sent": sent}
+            "rounds": len(victim.round_timings), "exit_code": victim.exit_code,
+            "partner_running": partner_running, "cpu_s": victim.cpu_s,
+            "victim_log_tail": "" if victim.exit_code == 0 else "\n".join(log.splitlines()[-15:]),
+            "rate_rejects_logged": "rejected (rate)" in log, "test_acc": victim.test_acc, **flooded,
+            "rejected": int(rejected[-1]) if rejected else 0, "bans": log.count(" banned for ")}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -334,6 +369,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--nodes", type=int, default=4)
     p.add_argument("--rounds", type=int, default=6)
     p.add_argument("--flood-per-s", type=float, default=300.0)
+    p.add_argument("--flood-redial-s", type=float, default=1.0, help="flooder's redial interval when cut off")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory(prefix="bench-hostile-") as work:
@@ -351,14 +387,20 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"| {label} | {statistics.fmean(accs):.3f} | {min(accs):.3f} | {max(accs):.3f} | "
                       f"{r['exit_codes']} | {json.dumps(r['published'])} |", flush=True)
         if args.part in ("flood", "both"):
-            print("\n| run | median round s (victim) | rounds | announcements sent | rate rejects logged "
-                  "| victim test acc |\n|---|---:|---:|---:|---|---:|")
+            print("\n| run | median round s (victim) | victim CPU s | rounds | announcements sent | flooder "
+                  "redials | rejected by victim | bans | victim test acc | victim exit, partner alive |")
+            print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
             for flooding in (False, True):
                 r = flood_run(root / f"flood-{int(flooding)}", flooding=flooding, rounds=args.rounds + 2,
-                              per_s=args.flood_per_s)
+                              per_s=args.flood_per_s, redial_s=args.flood_redial_s)
                 label = "flood" if flooding else "no flood"
-                print(f"| {label} | {r['median_round_s']:.2f} | {r['rounds']} | {r['sent']} | "
-                      f"{r['rate_rejects_logged']} | {r['test_acc']} |", flush=True)
+                print(f"| {label} | {r['median_round_s']:.2f} | {r['cpu_s']:.1f} | {r['rounds']} | "
+                      f"{r['sent']} | {r['redials']} | {r['rejected']} | {r['bans']} | {r['test_acc']} | "
+                      f"{r['exit_code']}, {r['partner_running']} |",
+                      flush=True)
+                if r["victim_log_tail"]:
+                    print(f"victim exited with {r['exit_code']}; its log ends:\n{r['victim_log_tail']}",
+                          flush=True)
     return 0
 
 

@@ -1,8 +1,15 @@
-"""Decides whether an incoming announcement is accepted: schema and size, signer, age, replay, rate.
+"""Decides whether an incoming announcement is accepted: schema and size, signer, age, replay, rate;
+and which peers flood hard enough to be banned for a while.
 
 Every reject is counted by cause and logged once per cause (later ones only counted), so a flood of
 garbage cannot flood the log. `check` never raises: the gossipsub validator calls it, and an exception
 there would kill the pubsub service (py-libp2p #1118).
+
+Bans: rejecting a flood is not enough, because each message has already cost py-libp2p a protobuf
+decode, a signed-record check and a signature check before `check` sees it. A signer with
+`ban_after` rate rejects within `ban_window_s` is banned for `ban_s`, doubled on each
+repeat up to `max_ban_s`; the gossip service blacklists and disconnects it for that time. The doubling
+is forgotten after `max_ban_s` without a ban, so an honest peer that burst once is not banned for long.
 """
 
 from __future__ import annotations
@@ -12,7 +19,7 @@ import threading
 import time
 from collections import Counter, OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from node.announcement import MAX_SIZE, Announcement, AnnouncementError
 
@@ -31,6 +38,20 @@ class ValidationPolicy:
     max_future_s: float = 60.0
     rate_per_s: float = 2.0
     burst: int = 20
+    ban_after: int = 50  # rate rejects within ban_window_s that get a peer banned; 0: never ban
+    ban_window_s: float = 10.0
+    ban_s: float = 60.0
+    max_ban_s: float = 3600.0
+
+
+@dataclass
+class _Strikes:
+    """Rate rejects of one peer in the current window, and its ban history for the doubling."""
+
+    window_start: float
+    count: int = 0
+    bans: int = 0
+    last_ban_end: float = field(default=float("-inf"))
 
 
 class AnnounceValidator:
@@ -43,13 +64,22 @@ class AnnounceValidator:
         self._seen: OrderedDict[tuple[str, str, int], float] = OrderedDict()  # key -> expiry
         self._rejects: Counter[str] = Counter()
         self._lock = threading.Lock()
+        self._strikes: OrderedDict[str, _Strikes] = OrderedDict()
+        self._banned: dict[str, float] = {}  # peer -> ban end
+        self._new_bans: list[tuple[str, float]] = []
 
     def check(self, data: bytes, signer: str) -> Announcement | None:
-        """The announcement if `data` signed by peer `signer` is acceptable, else None (counted)."""
+        """The announcement if `data` signed by peer `signer` is acceptable, else None (counted; a
+        signer that keeps going over the rate limit is banned, see `take_bans`)."""
         try:
             return self._check(data, signer)
         except _Reject as r:
             self._count(r.cause, r.detail, signer)
+            if r.cause == "rate":
+                # Only the signer: an honest relay forwards up to burst + rate x window of *each*
+                # flooding signer, so counting relays would let a few flooding identities get the
+                # relays (the bootstrap among them) banned.
+                self._strike(signer, self._clock())
         except Exception as e:  # a validator must survive anything a peer can send
             self._count("error", f"{type(e).__name__}: {e}", signer)
         return None
@@ -57,6 +87,23 @@ class AnnounceValidator:
     def rejects(self) -> dict[str, int]:
         with self._lock:
             return dict(self._rejects)
+
+    def take_bans(self) -> list[tuple[str, float]]:
+        """(peer, seconds) of the bans decided since the last call; the caller enforces them."""
+        bans, self._new_bans = self._new_bans, []
+        return bans
+
+    def lift_expired(self) -> list[str]:
+        """Peers whose ban has run out, now forgiven (their strikes start from zero)."""
+        now = self._clock()
+        done = [peer for peer, end in self._banned.items() if end <= now]
+        for peer in done:
+            del self._banned[peer]
+        return done
+
+    def banned(self) -> dict[str, float]:
+        """Peer -> time its ban ends."""
+        return dict(self._banned)
 
     def _check(self, data: bytes, signer: str) -> Announcement:
         if len(data) > MAX_SIZE:
@@ -91,6 +138,30 @@ class AnnounceValidator:
         if len(self._buckets) > MAX_TRACKED_PUBLISHERS:
             self._buckets.popitem(last=False)
         return ok
+
+    def _strike(self, peer: str, now: float) -> None:
+        p = self.policy
+        # Already banned: messages still in flight. Too many bans: a caller that does not enforce
+        # them (the bootstrap) would only grow memory.
+        if p.ban_after <= 0 or peer in self._banned or len(self._banned) >= MAX_TRACKED_PUBLISHERS:
+            return
+        s = self._strikes.pop(peer, None) or _Strikes(window_start=now)
+        self._strikes[peer] = s
+        if len(self._strikes) > MAX_TRACKED_PUBLISHERS:
+            self._strikes.popitem(last=False)
+        if now - s.window_start > p.ban_window_s:
+            s.window_start, s.count = now, 0
+        s.count += 1
+        if s.count < p.ban_after:
+            return
+        if now - s.last_ban_end > p.max_ban_s:
+            s.bans = 0
+        seconds = min(p.ban_s * 2.0 ** s.bans, p.max_ban_s)
+        s.bans += 1
+        s.count = 0
+        s.window_start = s.last_ban_end = now + seconds
+        self._banned[peer] = now + seconds
+        self._new_bans.append((peer, seconds))
 
     def _forget_expired(self, now: float) -> None:
         while self._seen:

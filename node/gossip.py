@@ -5,6 +5,10 @@
     svc.publish(announcement)         # non-blocking
     for ann in svc.drain(): ...       # validated announcements of other peers
     svc.peers(); svc.events(); svc.stats(); svc.stop()
+
+A peer the validator bans for flooding (see node/announce_validator.py) is put on pubsub's blacklist,
+which drops its messages before the signature check, and disconnected; while banned, any connection
+it (re)opens is closed at once, because pubsub still parses everything a connected peer sends.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import trio
+from libp2p.abc import INetConn, INetStream, INetwork, INotifee
 from libp2p.peer.id import ID
 from libp2p.pubsub.pb import rpc_pb2
 from libp2p.tools.anyio_service import background_trio_service
@@ -36,6 +41,8 @@ log = logging.getLogger(__name__)
 
 MAX_EVENTS = 200
 OUTBOX_SIZE = 1000
+CLOSE_QUEUE = 100
+DISCONNECT_TIMEOUT_S = 5.0
 
 
 class GossipError(RuntimeError):
@@ -80,6 +87,9 @@ class GossipService:
         self._token: trio.lowlevel.TrioToken | None = None
         self._cancel: trio.CancelScope | None = None
         self._outbox: trio.MemorySendChannel[bytes] | None = None
+        self._to_close: trio.MemorySendChannel[ID] | None = None
+        self._pubsub: Any = None
+        self._keeper: PeerKeeper | None = None
         self._ready = threading.Event()
         self._error: BaseException | None = None
 
@@ -117,6 +127,12 @@ class GossipService:
             self._thread.join(self.config.stop_timeout_s)
             if self._thread.is_alive():
                 log.warning("gossip thread did not stop within %.0f s", self.config.stop_timeout_s)
+        rejected = self._validator.rejects()
+        if rejected:
+            with self._lock:
+                bans = self._counts["bans"]
+            log.warning("gossip stopped: rejected %d announcement(s) %s, %d ban(s)", sum(rejected.values()),
+                        dict(sorted(rejected.items())), bans)
 
     def publish(self, announcement: Announcement) -> None:
         """Queue an announcement for sending; never blocks. Raises AnnouncementError if it is invalid."""
@@ -177,15 +193,18 @@ class GossipService:
         host = build_host(key_pair)
         pubsub, router = build_pubsub(host, self.config.mesh)
         send, receive = trio.open_memory_channel[bytes](OUTBOX_SIZE)
+        to_close, closing = trio.open_memory_channel[ID](CLOSE_QUEUE)
         with trio.CancelScope() as cancel:
             self._cancel = cancel
             self._token = trio.lowlevel.current_trio_token()
             async with host.run([listen]), background_trio_service(pubsub), background_trio_service(router):
                 await pubsub.wait_until_ready()
-                pubsub.set_topic_validator(self.topic, self._validate, False)
-                sub = await pubsub.subscribe(self.topic)
                 keeper = PeerKeeper(host, self.config.swarm_id, self.config.bootstrap, data_dir,
                                     self.config.target_peers, self._event, self.config.static_peers)
+                self._pubsub, self._keeper, self._to_close = pubsub, keeper, to_close
+                host.get_network().register_notifee(_BannedPeerCloser(pubsub, self._close_soon))
+                pubsub.set_topic_validator(self.topic, self._validate, False)
+                sub = await pubsub.subscribe(self.topic)
                 self.addrs = [str(a) for a in host.get_addrs()]
                 if not self.addrs:  # py-libp2p logs a failed bind and carries on without a listener
                     raise OSError("the address is in use or not local; pick another --listen port")
@@ -197,9 +216,40 @@ class GossipService:
                     nursery.start_soon(self._send_loop, pubsub, receive)
                     nursery.start_soon(keeper.run)
                     nursery.start_soon(self._watch_peers, keeper, pubsub)
+                    nursery.start_soon(self._close_loop, host, closing)
 
     def _validate(self, _forwarder: ID, msg: rpc_pb2.Message) -> bool:
-        return self._validator.check(msg.data, ID(msg.from_id).to_base58()) is not None
+        ok = self._validator.check(msg.data, ID(msg.from_id).to_base58()) is not None
+        if not ok:
+            for pid, seconds in self._validator.take_bans():
+                self._ban(pid, seconds)
+        return ok
+
+    def _ban(self, pid: str, seconds: float) -> None:
+        peer = ID.from_base58(pid)
+        self._pubsub.add_to_blacklist(peer)  # push_msg drops its messages before the signature check
+        if self._keeper is not None:
+            self._keeper.hold_off(pid, seconds)
+        self._close_soon(peer)
+        self._count("bans")
+        self._event(f"peer …{pid[-8:]} banned for {seconds:.0f} s: more than "
+                    f"{self.config.policy.ban_after} announcements over the rate limit", logging.WARNING)
+
+    def _close_soon(self, peer: ID) -> None:
+        try:
+            if self._to_close is not None:
+                self._to_close.send_nowait(peer)
+        except (trio.WouldBlock, trio.ClosedResourceError):
+            pass  # the next reconnect of that peer queues it again
+
+    async def _close_loop(self, host: Any, closing: trio.MemoryReceiveChannel[ID]) -> None:
+        async for peer in closing:
+            with trio.move_on_after(DISCONNECT_TIMEOUT_S):
+                try:
+                    await host.disconnect(peer)
+                    self._count("banned_disconnects")
+                except Exception as e:  # it may be gone already
+                    log.debug("disconnect …%s failed: %s", peer.to_base58()[-8:], e)
 
     def _enqueue(self, data: bytes) -> None:
         try:
@@ -243,6 +293,9 @@ class GossipService:
     async def _watch_peers(self, keeper: PeerKeeper, pubsub: Any) -> None:
         before: set[str] = set()
         while True:
+            for pid in self._validator.lift_expired():
+                pubsub.remove_from_blacklist(ID.from_base58(pid))
+                self._event(f"ban on peer …{pid[-8:]} lifted")
             now = set(keeper.connected_peers())
             for pid in sorted(now - before):
                 self._event(f"peer …{pid[-8:]} connected")
@@ -254,11 +307,41 @@ class GossipService:
             before = now
             await trio.sleep(0.5)
 
-    def _event(self, text: str) -> None:
-        log.info("%s", text)
+    def _event(self, text: str, level: int = logging.INFO) -> None:
+        log.log(level, "%s", text)
         with self._lock:
             self._events.append((time.time(), text))
 
     def _count(self, key: str) -> None:
         with self._lock:
             self._counts[key] += 1
+
+
+class _BannedPeerCloser(INotifee):
+    """Closes every new connection of a blacklisted peer: py-libp2p has no per-peer connection gate,
+    and pubsub reads and decodes whatever a connected peer sends, blacklisted or not."""
+
+    def __init__(self, pubsub: Any, close_soon: Callable[[ID], None]):
+        self.pubsub = pubsub
+        self.close_soon = close_soon
+
+    async def connected(self, network: INetwork, conn: INetConn) -> None:
+        peer = conn.muxed_conn.peer_id
+        if self.pubsub.is_peer_blacklisted(peer):
+            self.close_soon(peer)  # not here: closing inside the swarm's add_conn would break it
+        await trio.lowlevel.checkpoint()
+
+    async def disconnected(self, network: INetwork, conn: INetConn) -> None:
+        await trio.lowlevel.checkpoint()
+
+    async def opened_stream(self, network: INetwork, stream: INetStream) -> None:
+        await trio.lowlevel.checkpoint()
+
+    async def closed_stream(self, network: INetwork, stream: INetStream) -> None:
+        await trio.lowlevel.checkpoint()
+
+    async def listen(self, network: INetwork, multiaddr: Multiaddr) -> None:
+        await trio.lowlevel.checkpoint()
+
+    async def listen_close(self, network: INetwork, multiaddr: Multiaddr) -> None:
+        await trio.lowlevel.checkpoint()

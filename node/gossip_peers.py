@@ -93,6 +93,11 @@ class PeerKeeper:
         """Connected swarm peers, bootstraps excluded."""
         return [p.to_base58() for p in self.host.get_connected_peers() if p.to_base58() not in self.bootstrap]
 
+    def hold_off(self, pid: str, seconds: float) -> None:
+        """Do not dial `pid` (a banned peer) for `seconds`, whatever the target says."""
+        backoff = self._backoff.setdefault(pid, _Backoff())
+        backoff.due = max(backoff.due, trio.current_time() + seconds)
+
     async def run(self, tick_s: float = 1.0) -> None:
         while True:
             await self.tick()

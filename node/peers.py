@@ -64,8 +64,10 @@ class PeerTable:
             return f"stale: round {ann.round} < round {known.announcement.round} already seen"
         if known is None:
             self.records[ann.publisher] = PeerRecord(ann.publisher, ann, now)
-        else:
-            known.announcement, known.last_seen = ann, now
+            return None
+        if ann.cid != known.announcement.cid and known.failures < MAX_FAILURES_BEFORE_BACKOFF:
+            known.retry_after = 0.0  # a new snapshot is worth a try at once; the failed one was not
+        known.announcement, known.last_seen = ann, now
         return None
 
     def candidates(self, now: float | None = None, max_age_s: float = 600.0) -> list[PeerRecord]:
@@ -78,10 +80,12 @@ class PeerTable:
         ]
 
     def fetch_failed(self, peer_id: str, now: float | None = None) -> None:
+        """The peer's announced snapshot could not be fetched: it is not tried again for BACKOFF_S
+        (its holders may be gone, a pinner may hold it later); a newer snapshot of the peer is tried at
+        once, unless the peer failed MAX_FAILURES_BEFORE_BACKOFF times in a row."""
         record = self.records[peer_id]
         record.failures += 1
-        if record.failures >= MAX_FAILURES_BEFORE_BACKOFF:
-            record.retry_after = (time.time() if now is None else now) + BACKOFF_S
+        record.retry_after = (time.time() if now is None else now) + BACKOFF_S
 
     def fetch_succeeded(self, peer_id: str, fetch_ms: float, similarity: float) -> None:
         record = self.records[peer_id]

@@ -1,10 +1,14 @@
 """A hostile peer (in this process, a real libp2p host with no validator of its own) feeds garbage to a
-real peer process; the garbage is dropped and counted, never relayed, and the peer keeps working."""
+real peer process; the garbage is dropped and counted, never relayed, and the peer keeps working. A
+flooder is banned and cut off (also when it redials) while an honest peer's announcements keep arriving,
+and is let back once its ban has run out."""
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -14,7 +18,9 @@ from libp2p.peer.peerinfo import info_from_p2p_addr
 from libp2p.tools.anyio_service import background_trio_service
 from multiaddr import Multiaddr
 
+from node.announce_validator import ValidationPolicy
 from node.announcement import Announcement, topic_for
+from node.gossip import GossipConfig, GossipService
 from node.gossip_host import build_host, build_pubsub
 from node.gossip_peer import cid_for
 from node.gossip_procs import Child, Peer, kill_all
@@ -111,3 +117,111 @@ def test_victim_keeps_working_after_the_attack(pair: tuple[Peer, Peer]) -> None:
     victim.publish(round=1)
     victim.wait_for(lambda r: r["event"] == "recv" and r["publisher"] == neighbour.peer_id, 10)
     neighbour.wait_for(lambda r: r["event"] == "recv" and r["publisher"] == victim.peer_id, 10)
+
+
+async def flood_then_behave(victim_addr: str, key_pair: object, ban_s: float,
+                            victim_peers: Callable[[], list[str]]) -> dict[str, float]:
+    """Flood the victim until it cuts us off, redial it while banned, then come back after the ban and
+    announce once, politely. Returns what happened, with times on trio's clock."""
+    host = build_host(key_pair)  # type: ignore[arg-type]
+    pubsub, router = build_pubsub(host)
+    topic = topic_for(SWARM)
+    me = peer_id_of(key_pair)  # type: ignore[arg-type]
+    victim = info_from_p2p_addr(Multiaddr(victim_addr))
+    out: dict[str, float] = {"sent": 0, "redials": 0, "redials_kept": 0}
+
+    def announcement(round: int) -> bytes:
+        return Announcement(cid=cid_for(f"{me}/{round}".encode()), publisher=me, round=round, schema="s",
+                            samples=1, loss=0.1, encoding="fp32", size=1, timestamp=time.time()).to_bytes()
+
+    def connected() -> bool:  # not get_connected_peers(): it may keep a peer whose connections closed
+        return bool(host.get_network().get_connections(victim.peer_id))
+
+    async def subscribed(timeout: float) -> None:
+        with trio.fail_after(timeout):
+            while victim.peer_id not in pubsub.peer_topics.get(topic, ()):
+                await trio.sleep(0.05)
+
+    async with host.run([Multiaddr("/ip4/127.0.0.1/tcp/0")]), background_trio_service(pubsub), \
+            background_trio_service(router):
+        await pubsub.wait_until_ready()
+        await pubsub.subscribe(topic)
+        await host.connect(victim)
+        await subscribed(10)
+        while connected() and out["sent"] < 2000:
+            await pubsub.publish(topic, announcement(1000 + int(out["sent"])))
+            out["sent"] += 1
+            await trio.sleep(0.005)  # ~200/s; py-libp2p drops silently beyond 32 queued frames per peer
+        cut = out["cut_at"] = trio.current_time()
+        while trio.current_time() < cut + ban_s / 2:  # banned: the victim closes every redial at once
+            # Our side may not notice that close (py-libp2p), so drop the connection before each redial.
+            await host.disconnect(victim.peer_id)
+            host.get_network().unblock_peer(victim.peer_id)
+            with trio.move_on_after(3), contextlib.suppress(Exception):
+                await host.connect(victim)
+                out["redials"] += 1
+            await trio.sleep(0.6)  # the victim refreshes its peer list every 0.5 s
+            out["redials_kept"] += me in victim_peers()
+        await trio.sleep(cut + ban_s + 1.5 - trio.current_time())  # the victim lifts bans every 0.5 s
+        await host.disconnect(victim.peer_id)
+        host.get_network().unblock_peer(victim.peer_id)
+        await host.connect(victim)
+        await subscribed(10)
+        await pubsub.publish(topic, announcement(1))
+        await trio.sleep(1.0)  # let the frame leave before the host closes
+        out["stayed"] = connected()
+    return out
+
+
+@pytest.mark.timeout(120)
+def test_a_flooder_is_banned_cut_off_and_let_back_while_honest_announcements_flow(
+        tmp_path_factory: pytest.TempPathFactory) -> None:
+    root = tmp_path_factory.mktemp("flood")
+    ban_s = 6.0
+    policy = ValidationPolicy(ban_after=50, ban_s=ban_s)
+    victim = GossipService(GossipConfig(swarm_id=SWARM, data_dir=root / "victim", policy=policy))
+    victim.start()
+    children: list[Child] = []
+    publishing = threading.Event()
+    try:
+        honest = Peer(SWARM, root / "honest", [], static=[victim.addrs[0]])
+        children.append(honest)
+        deadline = time.monotonic() + 20
+        while honest.peer_id not in victim.peers():
+            assert time.monotonic() < deadline, "the honest peer did not connect"
+            time.sleep(0.2)
+
+        def publish_honestly() -> None:  # 1 a second, under the 2/s limit, for the whole test
+            round = 0
+            while not publishing.wait(1.0):
+                round += 1
+                honest.publish(round=round)
+
+        threading.Thread(target=publish_honestly, daemon=True).start()
+        key_pair = create_new_key_pair()
+        flooder = peer_id_of(key_pair)
+        out = trio.run(flood_then_behave, victim.addrs[0], key_pair, ban_s, victim.peers)
+        publishing.set()
+        time.sleep(2.0)
+        got = victim.drain()
+        stats = victim.stats()
+    finally:
+        publishing.set()
+        victim.stop()
+        kill_all(children)
+
+    # Banned once, after exactly ban_after rate rejects: nothing it sent after the ban reached the validator.
+    assert stats["bans"] == 1
+    assert stats["rejected"] == {"rate": 50}
+    assert out["sent"] < 300, "the flooder was not cut off"
+    # While banned the victim closed every redial at once; the one after the ban stayed up.
+    assert out["redials"] >= 2 and out["redials_kept"] == 0
+    assert stats["banned_disconnects"] >= 1 + out["redials"]
+    assert out["stayed"]
+    from_flooder = sorted(a.round for a in got if a.publisher == flooder)
+    assert 1 in from_flooder, "the flooder's polite announcement after its ban was dropped"
+    assert len(from_flooder) <= 20 + 10 + 1  # burst, refill at 2/s while it flooded, the polite one
+    # The honest peer's announcements all arrived, during the flood and after it.
+    rounds = sorted(a.round for a in got if a.publisher == honest.peer_id)
+    assert rounds and rounds == list(range(1, rounds[-1] + 1))
+    assert rounds[-1] >= ban_s + 2

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from pathlib import Path
@@ -16,6 +17,7 @@ from node.peers import BACKOFF_S, MAX_FAILURES_BEFORE_BACKOFF, PeerTable
 from node.status import NodeStatus, PeerRow, read_status, render
 
 CID = "bafkreibdpug3gru6cvxx3zxa2l6rg4h66buma55nsuqev75u3kgh7a3lka"
+OTHER_CID = "bafkreic3q5cf4vquuqypvglq5nlaocxk2ijagdayaqwvcm4fgdhypzbygu"
 
 
 def ann(publisher: str, round_: int, schema: str = "s1", role: str = "trainer") -> Announcement:
@@ -67,10 +69,23 @@ def test_peer_table_backs_off_a_failing_peer_then_forgives_it() -> None:
     now = time.time()
     for _ in range(MAX_FAILURES_BEFORE_BACKOFF):
         table.fetch_failed("p1", now=now)
-    assert table.candidates(now=now + 1) == []
+    table.fold(dataclasses.replace(ann("p1", 2), cid=OTHER_CID), now=now)
+    assert table.candidates(now=now + 1) == []  # failing again and again: not even a new snapshot
     assert [r.peer_id for r in table.candidates(now=now + BACKOFF_S + 1)] == ["p1"]
     table.fetch_succeeded("p1", 12.0, 0.5)
     assert table.records["p1"].failures == 0
+
+
+def test_a_snapshot_that_failed_waits_but_a_new_one_is_tried_at_once() -> None:
+    # A peer that left: its last snapshot timed out; fetching it every round would cost a timeout each.
+    table = PeerTable("me", "s1")
+    table.fold(ann("p1", 1))
+    now = time.time()
+    table.fetch_failed("p1", now=now)
+    assert table.candidates(now=now + 1) == []
+    assert [r.peer_id for r in table.candidates(now=now + BACKOFF_S + 1)] == ["p1"]
+    table.fold(dataclasses.replace(ann("p1", 2), cid=OTHER_CID), now=now + 2)
+    assert [r.peer_id for r in table.candidates(now=now + 2)] == ["p1"]
 
 
 def test_peer_table_round_trips_through_a_checkpoint(tmp_path: Path) -> None:
