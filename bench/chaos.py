@@ -402,7 +402,7 @@ def summarize_split(swarm: Swarm, report: Report) -> None:
     for pinner, recs in swarm.records.items():
         if not pinner.startswith("pinner"):
             continue
-        # first time the pinner showed it had the announcement: its "pinned" or "pin ... failed" line
+        # first time the pinner showed it had the announcement: its "pinned", "skipped" or "pin ... failed"
         # (an upper bound on when gossip delivered it: the pin itself takes time)
         seen: dict[str, float] = {}
         for r in recs:
@@ -504,7 +504,7 @@ def split_rows(r: Report) -> list[tuple[str, str, str]]:
          ", ".join(f"{p}: {v.far_seen_later}" for p, v in views), "-"),
         ("announcements of the near half seen / sent during the cut",
          ", ".join(f"{p}: {v.near_seen}/{v.near_sent}" for p, v in views), "-"),
-        ("s from heal until a fresh far-half announcement is pinned (or tried)",
+        ("s from heal until a fresh far-half announcement is seen (pinned, tried or skipped as superseded)",
          ", ".join(f"{p}: {', '.join(map(str, v.heal_lag_s)) or 'never'}" for p, v in views), "-"),
         ("far-half announcements seen / sent from 5 s after the heal",
          ", ".join(f"{p}: {v.far_seen_after}/{v.far_sent_after}" for p, v in views), "-"),

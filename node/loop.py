@@ -358,20 +358,37 @@ class Node:
     def follow(self) -> None:
         """Pinners and observers: fold announcements; pinners keep recent snapshots pinned."""
         assert self.store is not None and self.gossip is not None and self.table is not None
-        for ann in self.gossip.drain():
+        anns = self.gossip.drain()
+        for ann in anns:
             self.table.fold(ann)
-            if self.cfg.role != "pinner" or ann.publisher == self.table.me:
-                continue
-            self._connect_ipfs(ann)
-            if self._quietly(f"pin {ann.cid[-10:]} of {short_id(ann.publisher)}", self.store.pin, ann.cid,
-                            self.cfg.fetch_timeout_s):
-                kept = self.pinned.setdefault(ann.publisher, [])
-                kept.append(ann.cid)
-                self.event(f"pinned {ann.cid[-10:]} of {short_id(ann.publisher)}", cid=ann.cid)
-                while len(kept) > PINNER_KEEP_PER_PEER:
-                    old = kept.pop(0)
-                    self._quietly(f"unpin {old[-10:]}", self.store.unpin, old)
+        if self.cfg.role == "pinner":
+            self._pin_newest([a for a in anns if a.publisher != self.table.me])
         self.publish_status()
+
+    def _pin_newest(self, anns: list[Announcement]) -> None:
+        # After a stall or a healed partition one batch holds many snapshots per publisher. Only the
+        # newest PINNER_KEEP_PER_PEER would stay pinned, so older ones are skipped, not fetched in turn.
+        by_peer: dict[str, list[Announcement]] = {}
+        for ann in anns:
+            by_peer.setdefault(ann.publisher, []).append(ann)
+        for publisher, batch in by_peer.items():
+            batch.sort(key=lambda a: a.round)
+            for ann in batch[:-PINNER_KEEP_PER_PEER]:
+                self.event(f"skipped {ann.cid[-10:]} of {short_id(publisher)}: superseded", cid=ann.cid)
+            for ann in batch[-PINNER_KEEP_PER_PEER:]:
+                self._pin(ann)
+
+    def _pin(self, ann: Announcement) -> None:
+        assert self.store is not None
+        self._connect_ipfs(ann)
+        if self._quietly(f"pin {ann.cid[-10:]} of {short_id(ann.publisher)}", self.store.pin, ann.cid,
+                         self.cfg.fetch_timeout_s):
+            kept = self.pinned.setdefault(ann.publisher, [])
+            kept.append(ann.cid)
+            self.event(f"pinned {ann.cid[-10:]} of {short_id(ann.publisher)}", cid=ann.cid)
+            while len(kept) > PINNER_KEEP_PER_PEER:
+                old = kept.pop(0)
+                self._quietly(f"unpin {old[-10:]}", self.store.unpin, old)
 
     def _quietly(self, what: str, fn: Callable[..., object], *args: object) -> bool:
         try:
