@@ -28,7 +28,6 @@ import importlib
 import json
 import os
 import signal
-import socket
 import statistics
 import sys
 import tempfile
@@ -44,8 +43,10 @@ from node import checkpoint
 from node.config import NodeConfig
 from node.demo import join_argv
 from node.gossip_procs import Bootstrap, Child
-from node.status import NodeStatus, read_status
+from node.ipfs_setup import private_daemon_pid, start_private
+from node.status import read_status, read_status_or_none
 from storage import IpfsDaemon, IpfsStore, StoreError
+from storage.daemon import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 SWARM = "chaos"
@@ -60,12 +61,6 @@ def schedule_module() -> Any:
         return importlib.import_module("fault_schedule")
     finally:
         sys.path.remove(str(ROOT / "docker"))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 REQUIRED = (("kill", "node"), ("kill", "kubo"), ("kill", "bootstrap"), ("pause", "node"),
@@ -187,7 +182,7 @@ class Swarm:
         deadline = time.monotonic() + timeout
         while True:
             # the pid tells this life's status from the one a SIGKILLed predecessor left
-            statuses = [(cfg, status_of(cfg.data_dir), self.procs[name].proc.pid)
+            statuses = [(cfg, read_status_or_none(cfg.data_dir), self.procs[name].proc.pid)
                         for name, cfg in self.configs.items()]
             if all(s is not None and s.state == "running" and s.pid == pid
                    and (cfg.role != "trainer" or (cfg.data_dir / checkpoint.CHECKPOINT_FILE).exists())
@@ -207,32 +202,19 @@ class Swarm:
     def alive(self) -> list[Child]:
         return [c for c in [self.boot, *self.procs.values()] if c.proc.poll() is None]
 
-    def daemon_pid(self, name: str) -> int | None:
-        try:
-            return int((self.configs[name].data_dir / "ipfs" / "daemon.pid").read_text())
-        except (OSError, ValueError):
-            return None
-
     def close(self) -> None:
         for child in self.alive():
             with contextlib.suppress(OSError):
                 os.kill(child.proc.pid, signal.SIGCONT)  # a paused process cannot act on SIGTERM
         for child in [*self.procs.values(), self.boot]:
             child.stop(15)
-        for name in self.configs:  # daemons of SIGKILLed nodes outlive them (own session)
-            if (pid := self.daemon_pid(name)) is not None:
+        for cfg in self.configs.values():  # daemons of SIGKILLed nodes outlive them (own session)
+            if (pid := private_daemon_pid(cfg.data_dir)) is not None:
                 for sig in (signal.SIGCONT, signal.SIGTERM):
                     with contextlib.suppress(ProcessLookupError, PermissionError):
                         os.killpg(pid, sig)
         for daemon in self.daemons:
             daemon.stop()
-
-
-def status_of(data_dir: Path) -> NodeStatus | None:
-    try:
-        return read_status(data_dir)
-    except (OSError, ValueError):
-        return None
 
 
 def check_state(data_dir: Path, report: Report) -> int | None:
@@ -272,21 +254,18 @@ def apply(swarm: Swarm, fault: Any, report: Report, expected: dict[str, int]) ->
         return
     if kind == "kubo":
         node = target.replace("kubo", "node")
-        pid = swarm.daemon_pid(node)
+        pid = private_daemon_pid(swarm.configs[node].data_dir)
         if action == "start":
-            repo = swarm.configs[node].data_dir / "ipfs"
             for _ in range(20):  # js-ipfs keeps repo.lock ~10 s after SIGKILL
                 try:
-                    with swarm.in_half(node):
-                        daemon = IpfsDaemon.start(repo)
+                    with swarm.in_half(node):  # the node's own way: same repo, ports, pins and pid file
+                        daemon = start_private(swarm.configs[node].data_dir)
                     break
                 except StoreError:
                     time.sleep(2)
             else:
                 raise RuntimeError(f"could not restart the IPFS daemon of {node}")
             swarm.daemons.append(daemon)
-            if daemon.proc is not None:
-                (repo / "daemon.pid").write_text(str(daemon.proc.pid))
         elif pid is not None:
             os.killpg(pid, SIGNALS[action])
         return
@@ -385,7 +364,7 @@ def summarize(swarm: Swarm, report: Report, expected: dict[str, int], faults: Se
                     report.resumed += 1
                     report.resume_events.append(f"{name}: {r['event']} (killed at {expected.get(name)})")
                     report.resumed_ok += int(int(r["event"].rsplit(" ", 1)[1]) == expected.get(name, -1))
-            status = status_of(swarm.configs[name].data_dir)
+            status = read_status_or_none(swarm.configs[name].data_dir)
             if status is not None and status.val_acc is not None:
                 report.val_acc.append(status.val_acc)
     for cfg in swarm.configs.values():

@@ -26,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from node.gossip_procs import Peer, kill_all
+from node.gossip_procs import Peer, cpu_seconds, kill_all
 
 SWARM = "bench"
 POLICY = ["--rate", "1000", "--burst", "1000"]
@@ -45,13 +45,9 @@ def start(root: Path, n: int, topology: str, rng: random.Random) -> list[Peer]:
     return peers
 
 
-def cpu_seconds(peers: list[Peer]) -> float:
+def peers_cpu_seconds(peers: list[Peer]) -> float:
     """User + system CPU time used so far by the peer processes (Linux /proc)."""
-    total = 0
-    for p in peers:
-        fields = Path(f"/proc/{p.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        total += int(fields[11]) + int(fields[12])
-    return total / os.sysconf("SC_CLK_TCK")
+    return sum(cpu_seconds(p.proc.pid) for p in peers)
 
 
 def run_load(peers: list[Peer], rate: float, seconds: float, base_round: int
@@ -61,7 +57,7 @@ def run_load(peers: list[Peer], rate: float, seconds: float, base_round: int
     for p in peers:
         p.poll()
         p.recv.clear()
-    cpu0 = cpu_seconds(peers)
+    cpu0 = peers_cpu_seconds(peers)
     count = max(1, int(rate * seconds))
     t0 = time.monotonic()
     sent: list[tuple[str, int]] = []
@@ -71,7 +67,7 @@ def run_load(peers: list[Peer], rate: float, seconds: float, base_round: int
         sent.append((pub.peer_id, base_round + k))
         time.sleep(max(0.0, t0 + (k + 1) / rate - time.monotonic()))
     time.sleep(DRAIN_S)
-    cpu = cpu_seconds(peers) - cpu0
+    cpu = peers_cpu_seconds(peers) - cpu0
     wanted = set(sent)
     latencies, delivered = [], 0
     for p in peers:

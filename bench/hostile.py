@@ -20,9 +20,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import re
-import signal
 import statistics
 import sys
 import tempfile
@@ -40,9 +38,10 @@ from node.announcement import Announcement
 from node.config import NodeConfig
 from node.demo import join_argv
 from node.gossip import GossipConfig, GossipService
-from node.gossip_procs import Bootstrap, Child, kill_all
+from node.gossip_procs import Bootstrap, Child, cpu_seconds, kill_all
 from node.identity import peer_id_of
-from node.status import NodeStatus, read_status
+from node.ipfs_setup import stop_leftover_daemon
+from node.status import read_status_or_none
 from storage import IpfsDaemon, IpfsStore, encode, schema_fingerprint
 
 ATTACKS = ("nan", "inf", "wrong-shape", "huge-norm", "sign-flip")
@@ -58,13 +57,6 @@ def honest_config(root: Path, boot: str, client: int, clients: int, **over: Any)
     return replace(base, **over)
 
 
-def status_of(data_dir: Path) -> NodeStatus | None:
-    try:
-        return read_status(data_dir)
-    except (OSError, ValueError):
-        return None
-
-
 def wait_until(cond: Any, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while not cond():
@@ -73,16 +65,9 @@ def wait_until(cond: Any, timeout: float, what: str) -> None:
         time.sleep(0.3)
 
 
-def stop_private_daemon(data_dir: Path) -> None:
-    """The private IPFS daemon a node started (its own session); a SIGKILLed node leaves it running."""
-    try:
-        pid = int((data_dir / "ipfs" / "daemon.pid").read_text())
-    except (OSError, ValueError):
-        return
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pid, sig)
-            time.sleep(1.0)
+def wait_first_round(data_dir: Path) -> None:
+    wait_until(lambda: (s := read_status_or_none(data_dir)) is not None and s.round >= 1, 300,
+               "the first honest round")
 
 
 def crafted(kind: str, honest: dict[str, torch.Tensor], seed: int) -> dict[str, torch.Tensor]:
@@ -172,7 +157,7 @@ def honest_swarm(root: Path, configs: list[NodeConfig], boot: Bootstrap) -> Iter
     finally:
         kill_all(children)
         for cfg in configs:
-            stop_private_daemon(cfg.data_dir)
+            stop_leftover_daemon(cfg.data_dir)  # a SIGKILLed node leaves its daemon running
 
 
 @dataclass
@@ -199,15 +184,6 @@ class Outcome:
         return [r["event"] for r in self.records if needle in r.get("event", "")]
 
 
-def cpu_seconds(pid: int) -> float | None:
-    """User + system CPU time of a live process (Linux /proc), None once it is gone."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def drain(child: Child, outcome: Outcome) -> None:
     while not child.lines.empty():
         with contextlib.suppress(ValueError):
@@ -222,7 +198,8 @@ def finish(children: list[Child], timeout: float) -> list[Outcome]:
             raise TimeoutError(f"honest peers did not finish within {timeout:.0f} s")
         for child, outcome in zip(children, outcomes, strict=True):
             drain(child, outcome)
-            outcome.cpu_s = cpu_seconds(child.proc.pid) or outcome.cpu_s
+            with contextlib.suppress(OSError):  # gone: keep its last sample
+                outcome.cpu_s = cpu_seconds(child.proc.pid)
         time.sleep(0.5)
     time.sleep(0.5)  # the reader threads hand over the last lines
     for child, outcome in zip(children, outcomes, strict=True):
@@ -242,8 +219,7 @@ def poison_run(root: Path, *, attack: bool, merge: str, clip_norm: float, nodes:
         with honest_swarm(root, configs, boot) as children:
             attackers = None
             if attack:
-                wait_until(lambda: (s := status_of(configs[0].data_dir)) is not None and s.round >= 1, 300,
-                           "the first honest round")
+                wait_first_round(configs[0].data_dir)
                 attackers = Attackers(root / "attackers", boot.addr, configs[0].data_dir)
             with attackers or contextlib.nullcontext():
                 probed = probe(configs, children) if probe else None
@@ -316,7 +292,7 @@ def flood(victim_addr: str, stop: threading.Event, per_s: float, redial_s: float
 
 
 def gossip_addr(data_dir: Path) -> str:
-    status = status_of(data_dir)
+    status = read_status_or_none(data_dir)
     for _, message in status.events if status else []:
         if m := re.search(r" on (/ip4/\S+/p2p/\S+)", message):
             return m.group(1)
@@ -333,8 +309,7 @@ def flood_run(root: Path, *, flooding: bool, rounds: int, per_s: float, redial_s
         configs = [honest_config(root, boot.addr, i, 2, rounds=0 if i else rounds, round_interval_s=0.0,
                                  samples_per_client=400, neighbours=1) for i in range(2)]
         with honest_swarm(root, configs, boot) as children:
-            wait_until(lambda: (s := status_of(configs[0].data_dir)) is not None and s.round >= 1, 300,
-                       "the first honest round")
+            wait_first_round(configs[0].data_dir)
             stop, result = threading.Event(), []
             thread = threading.Thread(target=lambda: result.append(
                 flood(gossip_addr(configs[0].data_dir), stop, per_s, redial_s)), daemon=True)

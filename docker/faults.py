@@ -20,7 +20,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 
-from fault_schedule import Fault, ScheduleError, load
+from fault_schedule import SPLIT_ACTIONS, Fault, ScheduleError, load
 
 DOCKER_TIMEOUT_S = 60.0
 # half B of the committed 4-node compose file; the bootstrap stays in half A
@@ -30,7 +30,7 @@ DEFAULT_HALF_B = ("node-3", "node-4", "kubo-3", "kubo-4")
 def docker_commands(fault: Fault, *, prefix: str, network: str,
                     half_b: Sequence[str] = DEFAULT_HALF_B) -> list[list[str]]:
     """The docker commands of one schedule line, run in order."""
-    if fault.action in ("partition", "heal"):
+    if fault.action in SPLIT_ACTIONS:
         other = f"{network}-b"
         cut = fault.action == "partition"
         frm, to = (network, other) if cut else (other, network)

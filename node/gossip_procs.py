@@ -7,6 +7,7 @@ Each child's stdout is read by a thread into a queue, so waits have timeouts and
 from __future__ import annotations
 
 import json
+import os
 import queue
 import subprocess
 import sys
@@ -17,6 +18,12 @@ from pathlib import Path
 from typing import IO, Any
 
 READY_TIMEOUT_S = 30.0
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a live process has used (Linux /proc); OSError once it is gone."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class ProcError(RuntimeError):

@@ -22,20 +22,27 @@ PRIVATE = "private"
 PID_FILE = "daemon.pid"
 
 
+def private_daemon_pid(data_dir: Path) -> int | None:
+    """The pid (and process group) of the private daemon started in `data_dir`, if one was recorded."""
+    try:
+        return int((Path(data_dir) / "ipfs" / PID_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+
+
 def stop_leftover_daemon(data_dir: Path) -> None:
     """Stop a private daemon a killed node left running in `data_dir` (no-op when there is none)."""
-    pid_file = Path(data_dir) / "ipfs" / PID_FILE
-    try:
-        pid = int(pid_file.read_text())
-    except (OSError, ValueError):
+    pid = private_daemon_pid(data_dir)
+    if pid is None:
         return
     with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGCONT)  # a stopped (SIGSTOPped) daemon cannot act on SIGTERM
         os.killpg(pid, signal.SIGTERM)
         for _ in range(50):
             os.kill(pid, 0)
             time.sleep(0.1)
         os.killpg(pid, signal.SIGKILL)
-    pid_file.unlink(missing_ok=True)
+    (Path(data_dir) / "ipfs" / PID_FILE).unlink(missing_ok=True)
 
 
 def start_private(data_dir: Path) -> IpfsDaemon:

@@ -86,6 +86,14 @@ def read_status(data_dir: Path) -> NodeStatus:
     return NodeStatus.from_json((Path(data_dir) / STATUS_FILE).read_text())
 
 
+def read_status_or_none(data_dir: Path) -> NodeStatus | None:
+    """The last status a node wrote into `data_dir`, or None when there is none (yet) or it cannot be read."""
+    try:
+        return read_status(data_dir)
+    except (OSError, ValueError):
+        return None
+
+
 def _fmt(value: float | None, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 

@@ -36,7 +36,8 @@ class DaemonError(StoreUnavailable):
     """A private IPFS daemon could not be started."""
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free now (the OS picks it)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -62,7 +63,7 @@ def _config(api: int, swarm: int, gateway: int) -> dict:
             "Swarm": [f"/ip4/127.0.0.1/tcp/{swarm}"],
             "API": f"/ip4/127.0.0.1/tcp/{api}",
             "Gateway": f"/ip4/127.0.0.1/tcp/{gateway}",
-            "RPC": f"/ip4/127.0.0.1/tcp/{_free_port()}",
+            "RPC": f"/ip4/127.0.0.1/tcp/{free_port()}",
             "Announce": [],
             "NoAnnounce": [],
             "Delegates": [],
@@ -123,7 +124,7 @@ class IpfsDaemon:
         owns = repo is None
         path = Path(tempfile.mkdtemp(prefix="swarm-ipfs-")) if repo is None else Path(repo)
         path.mkdir(parents=True, exist_ok=True)
-        ports = _configured_ports(path / "repo" / "config") or (_free_port(), _free_port(), _free_port())
+        ports = _configured_ports(path / "repo" / "config") or (free_port(), free_port(), free_port())
         daemon = cls(path, *ports, owns_repo=owns)
         try:
             daemon._launch(timeout)

@@ -17,6 +17,7 @@ import pytest
 
 from node.gossip_procs import Child
 from node.identity import KEY_FILE
+from node.ipfs_setup import private_daemon_pid
 
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 CHANCE = 0.1  # ten Fashion-MNIST classes
@@ -71,7 +72,9 @@ def probe(configs: list[Any], children: list[Child]) -> dict[str, Any]:
                                            for p in ("", KEY_FILE, "checkpoint.pt", "status.json")}
     pids = [c.proc.pid for c in children]
     for cfg in configs:
-        pids += process_group(int((cfg.data_dir / "ipfs" / "daemon.pid").read_text()))
+        daemon = private_daemon_pid(cfg.data_dir)
+        assert daemon is not None, f"{cfg.data_dir.name} recorded no private IPFS daemon"
+        pids += process_group(daemon)
     out["listeners"] = listening(pids)
     out["pids"] = len(pids)
     return out

@@ -17,7 +17,7 @@ import pytest
 from node.config import NodeConfig
 from node.demo import join_argv
 from node.gossip_procs import Bootstrap, Child, kill_all
-from node.status import NodeStatus, read_status
+from node.status import read_status, read_status_or_none
 from storage import IpfsDaemon, IpfsStore, decode
 
 SWARM = "itest"
@@ -31,13 +31,6 @@ def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None
             return
         time.sleep(0.3)
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-
-
-def status_of(data_dir: Path) -> NodeStatus | None:
-    try:
-        return read_status(data_dir)
-    except (OSError, ValueError):
-        return None
 
 
 def records_of(child: Child) -> list[dict]:
@@ -99,8 +92,8 @@ def test_pinner_keeps_a_snapshot_fetchable_after_its_publisher_left(tmp_path: Pa
     pinner_cfg = trainer(tmp_path, "pinner", boot.addr, 0, 1, role="pinner", rounds=0)
     pinner = Child(join_argv(pinner_cfg), tmp_path / "pinner.log")
     procs.append(pinner)
-    wait_until(lambda: (s := status_of(pinner_cfg.data_dir)) is not None and s.state == "running", 60,
-               "the pinner to join")
+    wait_until(lambda: (s := read_status_or_none(pinner_cfg.data_dir)) is not None and s.state == "running",
+               60, "the pinner to join")
     publisher_cfg = trainer(tmp_path, "publisher", boot.addr, 0, 1, rounds=0)  # until stopped
     publisher = Child(join_argv(publisher_cfg), tmp_path / "publisher.log")
     procs.append(publisher)
@@ -134,7 +127,7 @@ def test_killed_trainer_resumes_from_its_checkpoint_with_the_same_peer_id(tmp_pa
     procs.append(Child(join_argv(other_cfg), tmp_path / "other.log"))
     victim = Child(join_argv(victim_cfg), tmp_path / "victim.log")
     procs.append(victim)
-    wait_until(lambda: (s := status_of(victim_cfg.data_dir)) is not None and s.round >= 3, 180,
+    wait_until(lambda: (s := read_status_or_none(victim_cfg.data_dir)) is not None and s.round >= 3, 180,
                "the victim to reach round 3")
     before = read_status(victim_cfg.data_dir)
     os.kill(victim.proc.pid, signal.SIGKILL)
