@@ -1,11 +1,11 @@
 """Hostile peers against a real swarm: poisoned snapshots (robust merge) and announcement floods.
 
 Poisoned snapshots: honest `swarm-node join` trainers (random gossip over everyone, so every snapshot
-announced is fetched and merged) share a swarm with attackers that announce, every few seconds and
-with a fresh round each time, a crafted snapshot through `swarm-node publish`: NaN weights, inf
-weights, a different architecture, a huge-norm model (honest + noise 1000x), a sign-flipped model
-(-4x the newest weights of an honest peer). Reported: honest peers' final test accuracy without
-attack, under attack with the plain mean, under attack with median + norm clipping.
+announced is fetched and merged) share a swarm with attackers that are there before the honest
+peers start and announce, every few seconds and with a fresh round each time, a crafted snapshot: NaN
+weights, inf weights, a tensor of another shape, a huge-norm model (honest + noise 1000x), a
+sign-flipped model (-4x the newest weights of an honest peer). Reported: honest peers' final test
+accuracy without attack, under attack with the plain mean, under attack with median + norm clipping.
 
 Flood: a libp2p host sends hundreds of validly signed announcements per second straight to one honest
 trainer, and redials it (every `--flood-redial-s`) whenever the trainer cuts it off, as an attacker
@@ -41,6 +41,7 @@ from node.gossip import GossipConfig, GossipService
 from node.gossip_procs import Bootstrap, Child, cpu_seconds, kill_all
 from node.identity import peer_id_of
 from node.ipfs_setup import stop_leftover_daemon
+from node.learner import Learner, load_shard
 from node.status import read_status_or_none
 from storage import IpfsDaemon, IpfsStore, encode, schema_fingerprint
 
@@ -94,16 +95,19 @@ def crafted(kind: str, honest: dict[str, torch.Tensor], seed: int) -> dict[str, 
 class Attackers:
     """One libp2p identity per attack kind, all in this process, sharing one private IPFS daemon; a
     thread re-announces every `every_s` with a fresh round. They skip `swarm-node publish` because it
-    (rightly) refuses non-finite snapshots, and announce the honest schema whatever they serve."""
+    (rightly) refuses non-finite snapshots, and announce the honest schema whatever they serve. They
+    craft from the swarm's common initial weights until the victim has a checkpoint, then from its
+    newest weights, so they are there from the honest peers' first round to their last."""
 
     root: Path
     boot: str
-    victim_dir: Path  # an honest peer whose newest weights the attackers start from
+    victim: NodeConfig  # the honest peer whose weights the attackers craft from
     kinds: tuple[str, ...] = ATTACKS
     every_s: float = 5.0
     published: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        self.initial = Learner(self.victim, load_shard(self.victim), torch.device("cpu")).init
         self.daemon = IpfsDaemon.start(self.root / "ipfs")
         self.store = IpfsStore(self.daemon.api_multiaddr)
         self.services = {k: GossipService(GossipConfig(swarm_id=SWARM, data_dir=self.root / k,
@@ -126,14 +130,13 @@ class Attackers:
 
     def _run(self) -> None:
         rnd = 100
+        honest = self.initial
         while not self.stop.is_set():
-            saved = None
-            with contextlib.suppress(Exception):  # a checkpoint mid-rename: take the next one
-                saved = checkpoint.load(self.victim_dir)
-            if saved is not None:
-                rnd += 1
-                for kind in self.kinds:
-                    self._publish(kind, saved.model, rnd)
+            with contextlib.suppress(Exception):  # none yet, or mid-rename: keep the last weights
+                honest = checkpoint.load(self.victim.data_dir).model
+            rnd += 1
+            for kind in self.kinds:
+                self._publish(kind, honest, rnd)
             self.stop.wait(self.every_s)
 
     def _publish(self, kind: str, honest: dict[str, torch.Tensor], rnd: int) -> None:
@@ -209,6 +212,7 @@ def finish(children: list[Child], timeout: float) -> list[Outcome]:
 
 
 def poison_run(root: Path, *, attack: bool, merge: str, clip_norm: float, nodes: int, rounds: int,
+               attack_every_s: float = 5.0,
                probe: Callable[[list[NodeConfig], list[Child]], Any] | None = None) -> dict:
     """One honest swarm to the end; `probe(configs, children)` runs once while it is up (tests)."""
     root.mkdir(parents=True, exist_ok=True)
@@ -216,14 +220,11 @@ def poison_run(root: Path, *, attack: bool, merge: str, clip_norm: float, nodes:
     try:
         configs = [honest_config(root, boot.addr, i, nodes, merge=merge, clip_norm=clip_norm, rounds=rounds)
                    for i in range(nodes)]
-        with honest_swarm(root, configs, boot) as children:
-            attackers = None
-            if attack:
-                wait_first_round(configs[0].data_dir)
-                attackers = Attackers(root / "attackers", boot.addr, configs[0].data_dir)
-            with attackers or contextlib.nullcontext():
-                probed = probe(configs, children) if probe else None
-                outcomes = finish(children, 1200)
+        attackers = (Attackers(root / "attackers", boot.addr, configs[0], every_s=attack_every_s)
+                     if attack else None)
+        with attackers or contextlib.nullcontext(), honest_swarm(root, configs, boot) as children:
+            probed = probe(configs, children) if probe else None
+            outcomes = finish(children, 1200)
     finally:
         kill_all([boot])
     accs = [o.test_acc for o in outcomes if o.test_acc is not None]
