@@ -1,7 +1,9 @@
 """The `swarm-bootstrap` command line: a rendezvous point and gossipsub relay that decides nothing.
 
 It registers and answers rendezvous requests, relays (and validates) announcements on the topics of the
-swarms it serves, stores nothing, and prints `BOOTSTRAP <multiaddr>/p2p/<peer id>` once ready.
+swarms it serves, stores nothing, and prints `BOOTSTRAP <multiaddr>/p2p/<peer id>` once ready. Like a
+node, it bans flooders (node/gossip_bans.py): every peer talks to it, so it is the first a flooder
+reaches. One validator serves all its swarms, so a publisher's rate limit counts across them.
 """
 
 from __future__ import annotations
@@ -15,13 +17,13 @@ from pathlib import Path
 
 import trio
 from libp2p.discovery.rendezvous.service import RendezvousService
-from libp2p.peer.id import ID
 from libp2p.tools.anyio_service import background_trio_service
 from multiaddr import Multiaddr
 
 from node import __version__
 from node.announce_validator import AnnounceValidator
 from node.announcement import AnnouncementError, topic_for
+from node.gossip_bans import BanEnforcer
 from node.gossip_host import build_host, build_pubsub, innermost_error, quiet_libp2p_logs
 from node.identity import KEY_FILE, IdentityError, load_or_create
 
@@ -51,16 +53,15 @@ async def serve(key_file: Path, listen: Multiaddr, swarms: list[str]) -> None:
     host = build_host(key_pair)
     pubsub, router = build_pubsub(host)
     RendezvousService(host)
+    bans = BanEnforcer(host, pubsub, AnnounceValidator())
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with host.run([listen]), background_trio_service(pubsub), background_trio_service(router):
             await pubsub.wait_until_ready()
             async with trio.open_nursery() as nursery:
+                nursery.start_soon(bans.run)
                 for swarm in swarms:
                     topic = topic_for(swarm)
-                    validator = AnnounceValidator()
-                    pubsub.set_topic_validator(
-                        topic, lambda _fwd, msg, v=validator: v.check(msg.data, ID(msg.from_id).to_base58())
-                        is not None, False)
+                    pubsub.set_topic_validator(topic, bans.validate, False)
                     nursery.start_soon(_discard, await pubsub.subscribe(topic))
                 if not host.get_addrs():  # py-libp2p logs a failed bind and carries on without a listener
                     raise OSError("the address is in use or not local; pick another --listen port")

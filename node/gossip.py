@@ -6,9 +6,7 @@
     for ann in svc.drain(): ...       # validated announcements of other peers
     svc.peers(); svc.events(); svc.stats(); svc.stop()
 
-A peer the validator bans for flooding (see node/announce_validator.py) is put on pubsub's blacklist,
-which drops its messages before the signature check, and disconnected; while banned, any connection
-it (re)opens is closed at once, because pubsub still parses everything a connected peer sends.
+Peers the validator bans for flooding are cut off by node/gossip_bans.py.
 """
 
 from __future__ import annotations
@@ -25,14 +23,13 @@ from pathlib import Path
 from typing import Any
 
 import trio
-from libp2p.abc import INetConn, INetStream, INetwork, INotifee
 from libp2p.peer.id import ID
-from libp2p.pubsub.pb import rpc_pb2
 from libp2p.tools.anyio_service import background_trio_service
 from multiaddr import Multiaddr
 
 from node.announce_validator import AnnounceValidator, ValidationPolicy
 from node.announcement import Announcement, AnnouncementError, topic_for
+from node.gossip_bans import BanEnforcer
 from node.gossip_host import MeshParams, build_host, build_pubsub, innermost_error, quiet_libp2p_logs
 from node.gossip_peers import PeerKeeper, parse_peer_addr
 from node.identity import KEY_FILE, load_or_create, peer_id_of
@@ -41,8 +38,6 @@ log = logging.getLogger(__name__)
 
 MAX_EVENTS = 200
 OUTBOX_SIZE = 1000
-CLOSE_QUEUE = 100
-DISCONNECT_TIMEOUT_S = 5.0
 
 
 class GossipError(RuntimeError):
@@ -87,9 +82,6 @@ class GossipService:
         self._token: trio.lowlevel.TrioToken | None = None
         self._cancel: trio.CancelScope | None = None
         self._outbox: trio.MemorySendChannel[bytes] | None = None
-        self._to_close: trio.MemorySendChannel[ID] | None = None
-        self._pubsub: Any = None
-        self._keeper: PeerKeeper | None = None
         self._ready = threading.Event()
         self._error: BaseException | None = None
 
@@ -193,7 +185,6 @@ class GossipService:
         host = build_host(key_pair)
         pubsub, router = build_pubsub(host, self.config.mesh)
         send, receive = trio.open_memory_channel[bytes](OUTBOX_SIZE)
-        to_close, closing = trio.open_memory_channel[ID](CLOSE_QUEUE)
         with trio.CancelScope() as cancel:
             self._cancel = cancel
             self._token = trio.lowlevel.current_trio_token()
@@ -201,9 +192,9 @@ class GossipService:
                 await pubsub.wait_until_ready()
                 keeper = PeerKeeper(host, self.config.swarm_id, self.config.bootstrap, data_dir,
                                     self.config.target_peers, self._event, self.config.static_peers)
-                self._pubsub, self._keeper, self._to_close = pubsub, keeper, to_close
-                host.get_network().register_notifee(_BannedPeerCloser(pubsub, self._close_soon))
-                pubsub.set_topic_validator(self.topic, self._validate, False)
+                bans = BanEnforcer(host, pubsub, self._validator, event=self._event, count=self._count,
+                                   on_ban=keeper.hold_off)
+                pubsub.set_topic_validator(self.topic, bans.validate, False)
                 sub = await pubsub.subscribe(self.topic)
                 self.addrs = [str(a) for a in host.get_addrs()]
                 if not self.addrs:  # py-libp2p logs a failed bind and carries on without a listener
@@ -216,40 +207,7 @@ class GossipService:
                     nursery.start_soon(self._send_loop, pubsub, receive)
                     nursery.start_soon(keeper.run)
                     nursery.start_soon(self._watch_peers, keeper, pubsub)
-                    nursery.start_soon(self._close_loop, host, closing)
-
-    def _validate(self, _forwarder: ID, msg: rpc_pb2.Message) -> bool:
-        ok = self._validator.check(msg.data, ID(msg.from_id).to_base58()) is not None
-        if not ok:
-            for pid, seconds in self._validator.take_bans():
-                self._ban(pid, seconds)
-        return ok
-
-    def _ban(self, pid: str, seconds: float) -> None:
-        peer = ID.from_base58(pid)
-        self._pubsub.add_to_blacklist(peer)  # push_msg drops its messages before the signature check
-        if self._keeper is not None:
-            self._keeper.hold_off(pid, seconds)
-        self._close_soon(peer)
-        self._count("bans")
-        self._event(f"peer …{pid[-8:]} banned for {seconds:.0f} s: more than "
-                    f"{self.config.policy.ban_after} announcements over the rate limit", logging.WARNING)
-
-    def _close_soon(self, peer: ID) -> None:
-        try:
-            if self._to_close is not None:
-                self._to_close.send_nowait(peer)
-        except (trio.WouldBlock, trio.ClosedResourceError):
-            pass  # the next reconnect of that peer queues it again
-
-    async def _close_loop(self, host: Any, closing: trio.MemoryReceiveChannel[ID]) -> None:
-        async for peer in closing:
-            with trio.move_on_after(DISCONNECT_TIMEOUT_S):
-                try:
-                    await host.disconnect(peer)
-                    self._count("banned_disconnects")
-                except Exception as e:  # it may be gone already
-                    log.debug("disconnect …%s failed: %s", peer.to_base58()[-8:], e)
+                    nursery.start_soon(bans.run)
 
     def _enqueue(self, data: bytes) -> None:
         try:
@@ -293,9 +251,6 @@ class GossipService:
     async def _watch_peers(self, keeper: PeerKeeper, pubsub: Any) -> None:
         before: set[str] = set()
         while True:
-            for pid in self._validator.lift_expired():
-                pubsub.remove_from_blacklist(ID.from_base58(pid))
-                self._event(f"ban on peer …{pid[-8:]} lifted")
             now = set(keeper.connected_peers())
             for pid in sorted(now - before):
                 self._event(f"peer …{pid[-8:]} connected")
@@ -316,32 +271,3 @@ class GossipService:
         with self._lock:
             self._counts[key] += 1
 
-
-class _BannedPeerCloser(INotifee):
-    """Closes every new connection of a blacklisted peer: py-libp2p has no per-peer connection gate,
-    and pubsub reads and decodes whatever a connected peer sends, blacklisted or not."""
-
-    def __init__(self, pubsub: Any, close_soon: Callable[[ID], None]):
-        self.pubsub = pubsub
-        self.close_soon = close_soon
-
-    async def connected(self, network: INetwork, conn: INetConn) -> None:
-        peer = conn.muxed_conn.peer_id
-        if self.pubsub.is_peer_blacklisted(peer):
-            self.close_soon(peer)  # not here: closing inside the swarm's add_conn would break it
-        await trio.lowlevel.checkpoint()
-
-    async def disconnected(self, network: INetwork, conn: INetConn) -> None:
-        await trio.lowlevel.checkpoint()
-
-    async def opened_stream(self, network: INetwork, stream: INetStream) -> None:
-        await trio.lowlevel.checkpoint()
-
-    async def closed_stream(self, network: INetwork, stream: INetStream) -> None:
-        await trio.lowlevel.checkpoint()
-
-    async def listen(self, network: INetwork, multiaddr: Multiaddr) -> None:
-        await trio.lowlevel.checkpoint()
-
-    async def listen_close(self, network: INetwork, multiaddr: Multiaddr) -> None:
-        await trio.lowlevel.checkpoint()

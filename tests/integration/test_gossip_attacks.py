@@ -8,8 +8,9 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
@@ -23,7 +24,7 @@ from node.announcement import Announcement, topic_for
 from node.gossip import GossipConfig, GossipService
 from node.gossip_host import build_host, build_pubsub
 from node.gossip_peer import cid_for
-from node.gossip_procs import Child, Peer, kill_all
+from node.gossip_procs import Bootstrap, Child, Peer, kill_all
 from node.identity import peer_id_of
 
 SWARM = "attack"
@@ -119,39 +120,58 @@ def test_victim_keeps_working_after_the_attack(pair: tuple[Peer, Peer]) -> None:
     neighbour.wait_for(lambda r: r["event"] == "recv" and r["publisher"] == victim.peer_id, 10)
 
 
+class Flooder:
+    """A libp2p host with our gossipsub settings and no rate limit of its own, aimed at one victim."""
+
+    def __init__(self, victim_addr: str, key_pair: object):
+        self.host = build_host(key_pair)  # type: ignore[arg-type]
+        self.pubsub, self.router = build_pubsub(self.host)
+        self.topic = topic_for(SWARM)
+        self.me = peer_id_of(key_pair)  # type: ignore[arg-type]
+        self.victim = info_from_p2p_addr(Multiaddr(victim_addr))
+
+    def announcement(self, round: int) -> bytes:
+        return Announcement(cid=cid_for(f"{self.me}/{round}".encode()), publisher=self.me, round=round,
+                            schema="s", samples=1, loss=0.1, encoding="fp32", size=1,
+                            timestamp=time.time()).to_bytes()
+
+    def connected(self) -> bool:  # not get_connected_peers(): it may keep a peer whose connections closed
+        return bool(self.host.get_network().get_connections(self.victim.peer_id))
+
+    async def subscribed(self, timeout: float) -> None:
+        with trio.fail_after(timeout):
+            while self.victim.peer_id not in self.pubsub.peer_topics.get(self.topic, ()):
+                await trio.sleep(0.05)
+
+    async def flood_until_cut(self) -> int:
+        """Connect and announce ~200/s until the victim cuts us off (or 2000 were sent); the count sent."""
+        sent = 0
+        await self.pubsub.subscribe(self.topic)
+        await self.host.connect(self.victim)
+        await self.subscribed(10)
+        while self.connected() and sent < 2000:
+            await self.pubsub.publish(self.topic, self.announcement(1000 + sent))
+            sent += 1
+            await trio.sleep(0.005)  # py-libp2p drops silently beyond 32 queued frames per peer
+        return sent
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[Flooder]:
+        async with self.host.run([Multiaddr("/ip4/127.0.0.1/tcp/0")]), \
+                background_trio_service(self.pubsub), background_trio_service(self.router):
+            await self.pubsub.wait_until_ready()
+            yield self
+
+
 async def flood_then_behave(victim_addr: str, key_pair: object, ban_s: float,
                             victim_peers: Callable[[], list[str]]) -> dict[str, float]:
     """Flood the victim until it cuts us off, redial it while banned, then come back after the ban and
     announce once, politely. Returns what happened, with times on trio's clock."""
-    host = build_host(key_pair)  # type: ignore[arg-type]
-    pubsub, router = build_pubsub(host)
-    topic = topic_for(SWARM)
-    me = peer_id_of(key_pair)  # type: ignore[arg-type]
-    victim = info_from_p2p_addr(Multiaddr(victim_addr))
+    flooder = Flooder(victim_addr, key_pair)
+    host, pubsub, victim, me = flooder.host, flooder.pubsub, flooder.victim, flooder.me
     out: dict[str, float] = {"sent": 0, "redials": 0, "redials_kept": 0}
-
-    def announcement(round: int) -> bytes:
-        return Announcement(cid=cid_for(f"{me}/{round}".encode()), publisher=me, round=round, schema="s",
-                            samples=1, loss=0.1, encoding="fp32", size=1, timestamp=time.time()).to_bytes()
-
-    def connected() -> bool:  # not get_connected_peers(): it may keep a peer whose connections closed
-        return bool(host.get_network().get_connections(victim.peer_id))
-
-    async def subscribed(timeout: float) -> None:
-        with trio.fail_after(timeout):
-            while victim.peer_id not in pubsub.peer_topics.get(topic, ()):
-                await trio.sleep(0.05)
-
-    async with host.run([Multiaddr("/ip4/127.0.0.1/tcp/0")]), background_trio_service(pubsub), \
-            background_trio_service(router):
-        await pubsub.wait_until_ready()
-        await pubsub.subscribe(topic)
-        await host.connect(victim)
-        await subscribed(10)
-        while connected() and out["sent"] < 2000:
-            await pubsub.publish(topic, announcement(1000 + int(out["sent"])))
-            out["sent"] += 1
-            await trio.sleep(0.005)  # ~200/s; py-libp2p drops silently beyond 32 queued frames per peer
+    async with flooder.running():
+        out["sent"] = await flooder.flood_until_cut()
         cut = out["cut_at"] = trio.current_time()
         while trio.current_time() < cut + ban_s / 2:  # banned: the victim closes every redial at once
             # Our side may not notice that close (py-libp2p), so drop the connection before each redial.
@@ -166,10 +186,10 @@ async def flood_then_behave(victim_addr: str, key_pair: object, ban_s: float,
         await host.disconnect(victim.peer_id)
         host.get_network().unblock_peer(victim.peer_id)
         await host.connect(victim)
-        await subscribed(10)
-        await pubsub.publish(topic, announcement(1))
+        await flooder.subscribed(10)
+        await pubsub.publish(flooder.topic, flooder.announcement(1))
         await trio.sleep(1.0)  # let the frame leave before the host closes
-        out["stayed"] = connected()
+        out["stayed"] = flooder.connected()
     return out
 
 
@@ -225,3 +245,36 @@ def test_a_flooder_is_banned_cut_off_and_let_back_while_honest_announcements_flo
     rounds = sorted(a.round for a in got if a.publisher == honest.peer_id)
     assert rounds and rounds == list(range(1, rounds[-1] + 1))
     assert rounds[-1] >= ban_s + 2
+
+
+async def flood_once(victim_addr: str, key_pair: object) -> dict[str, Any]:
+    async with Flooder(victim_addr, key_pair).running() as flooder:
+        sent = await flooder.flood_until_cut()
+        await trio.sleep(1.0)
+        return {"sent": sent, "connected": flooder.connected()}
+
+
+@pytest.mark.timeout(120)
+def test_the_bootstrap_bans_a_flooder_and_keeps_relaying(tmp_path_factory: pytest.TempPathFactory) -> None:
+    root = tmp_path_factory.mktemp("boot-flood")
+    boot = Bootstrap(SWARM, root / "boot")
+    children: list[Child] = [boot]
+    try:
+        key_pair = create_new_key_pair()
+        out = trio.run(flood_once, boot.addr, key_pair)
+        assert out["sent"] < 300 and not out["connected"], f"the bootstrap did not cut the flooder off: {out}"
+        # Still serving: two new peers find each other through it and exchange announcements.
+        a = Peer(SWARM, root / "a", [boot.addr])
+        children.append(a)
+        b = Peer(SWARM, root / "b", [boot.addr])
+        children.append(b)
+        deadline = time.monotonic() + 30
+        while b.peer_id not in a.state()["peers"]:
+            assert time.monotonic() < deadline, "the peers did not find each other through the bootstrap"
+            time.sleep(0.3)
+        a.publish(round=1)
+        b.wait_for(lambda r: r["event"] == "recv" and r["publisher"] == a.peer_id, 10)
+    finally:
+        kill_all(children)
+    log = (root / "boot" / "bootstrap.log").read_text()
+    assert f"peer …{peer_id_of(key_pair)[-8:]} banned for 60 s" in log, log[-2000:]
