@@ -5,7 +5,8 @@ fixed time on 127.0.0.1 while docker/fault_schedule.py's schedule is replayed on
 = SIGKILL (`start` = the same command on the same data dir), `pause` = SIGSTOP / SIGCONT. Targets:
 `node-N` (trainer N), `pinner-N`, `kubo-N` (trainer N's IPFS daemon, restarted on its repo),
 `bootstrap` (restarted on the same port and key) and `halves`: `partition` / `heal` split the swarm in
-two halves with bench/netsplit.py (root only; otherwise reported as not run). Half B, in its own
+two halves with bench/netsplit.py (root only; otherwise reported as not run; `--silent-partitions`:
+cuts drop traffic silently instead of resetting connections). Half B, in its own
 network namespace, holds the upper half of the trainers (with their IPFS daemons) and of the pinners;
 the bootstrap and the rest stay in half A. Single-service `disconnect` is not replayed here. The same
 swarm then runs fault-free for the same time, for comparison.
@@ -113,6 +114,7 @@ class Report:
     partition_skipped: str = ""  # why the schedule's partitions were not replayed
     cuts: list[tuple[float, float]] = field(default_factory=list)  # (cut, heal) unix times
     bridge_resets: int = 0  # bridged connections closed by the cuts
+    bridge_held: int = 0  # bridged connections a silent cut kept open, their traffic held
     bridge_bytes_during_cuts: int = 0  # bytes the bridge carried between cut and heal (must be 0)
     split: dict[str, SplitSeen] = field(default_factory=dict)  # pinner -> what it saw around the cuts
 
@@ -127,6 +129,7 @@ class SplitSeen:
     far_seen_before_heal: int = 0
     far_seen_later: int = 0  # sent during the cut, seen after the heal
     heal_lag_s: list[float] = field(default_factory=list)  # per heal: until a fresh far CID was seen
+    heal_publish_s: list[float] = field(default_factory=list)  # per heal: until the far half announced
     far_sent_after: int = 0  # sent from 5 s after a heal until the next cut (or the end)
     far_seen_after: int = 0
 
@@ -135,9 +138,9 @@ class Swarm:
     """The processes of one run, by target name, and what they printed."""
 
     def __init__(self, root: Path, trainers: int, pinners: int, seed: int,
-                 split: netsplit.NetSplit | None = None) -> None:
+                 split: netsplit.NetSplit | None = None, silent_cuts: bool = False) -> None:
         self.root = root
-        self.split = split
+        self.split, self.silent_cuts = split, silent_cuts
         self.half_b = ({f"node-{i}" for i in range(trainers // 2 + 1, trainers + 1)}
                        | {f"pinner-{i}" for i in range(pinners // 2 + 1, pinners + 1)}) if split else set()
         self.boot_port = free_port()
@@ -243,8 +246,9 @@ def apply(swarm: Swarm, fault: Any, report: Report, expected: dict[str, int]) ->
         if swarm.split is None:
             raise RuntimeError("no network split")
         if action == "partition":
-            cut = swarm.split.cut()
+            cut = swarm.split.cut(silent=swarm.silent_cuts)
             report.bridge_resets += cut["reset"]
+            report.bridge_held += cut.get("held", 0)
             report.bridge_bytes_during_cuts -= cut["bytes"]
             report.cuts.append((time.time(), 0.0))
         else:
@@ -288,7 +292,7 @@ def apply(swarm: Swarm, fault: Any, report: Report, expected: dict[str, int]) ->
 
 
 def run(root: Path, *, trainers: int, pinners: int, duration: float, faults: Sequence[Any],
-        seed: int = 0) -> Report:
+        seed: int = 0, silent_partitions: bool = False) -> Report:
     root.mkdir(parents=True, exist_ok=True)
     report = Report()
     queue = list(faults)
@@ -300,7 +304,7 @@ def run(root: Path, *, trainers: int, pinners: int, duration: float, faults: Seq
         else:
             split = netsplit.NetSplit()
     try:
-        swarm = Swarm(root, trainers, pinners, seed, split)
+        swarm = Swarm(root, trainers, pinners, seed, split, silent_partitions)
     except BaseException:
         if split:
             split.close()
@@ -381,20 +385,15 @@ def summarize_split(swarm: Swarm, report: Report) -> None:
     for pinner, recs in swarm.records.items():
         if not pinner.startswith("pinner"):
             continue
-        # first time the pinner showed it had the announcement: its "pinned", "skipped" or "pin ... failed"
-        # (an upper bound on when gossip delivered it: the pin itself takes time)
+        # when the pinner took the announcement up: its "skipped", or the start of its pin ("pinned" or
+        # "pin ... failed" minus the pin's duration); an upper bound on when gossip delivered it
         seen: dict[str, float] = {}
         for r in recs:
             if "cid" in r:
-                seen.setdefault(r["cid"], r["t"])
-            elif r["event"].startswith("pin "):
-                tail = r["event"].split()[1]
-                for _, _, cid in sent:
-                    if cid.endswith(tail):
-                        seen.setdefault(cid, r["t"])
+                seen.setdefault(r["cid"], r["t"] - r.get("pin_s", 0.0))
         view = report.split.setdefault(pinner, SplitSeen())
         for (cut, heal), next_cut in zip(report.cuts, ends, strict=True):
-            fresh_far = []
+            fresh_far, fresh_sent = [], []
             for t, trainer, cid in sent:
                 far = swarm.half(trainer) != swarm.half(pinner)
                 if cut + 1 < t < heal:
@@ -407,11 +406,13 @@ def summarize_split(swarm: Swarm, report: Report) -> None:
                         view.near_seen += cid in seen
                 elif far and heal <= t < next_cut:
                     fresh_far.append(seen.get(cid, float("inf")))
+                    fresh_sent.append(t)
                     if t > heal + 5:
                         view.far_sent_after += 1
                         view.far_seen_after += cid in seen
             if fresh_far and min(fresh_far) < float("inf"):
                 view.heal_lag_s.append(round(min(fresh_far) - heal, 1))
+                view.heal_publish_s.append(round(min(fresh_sent) - heal, 1))
 
 
 def check_fetchable(swarm: Swarm, report: Report) -> None:
@@ -422,7 +423,7 @@ def check_fetchable(swarm: Swarm, report: Report) -> None:
         if name.startswith("pinner"):
             for r in recs:
                 if r["event"].startswith("pinned"):
-                    pinned[r["event"].rsplit(" ", 1)[1]] = r["cid"]  # newest per publisher
+                    pinned[r["publisher"]] = r["cid"]  # newest per publisher
     for name, child in swarm.procs.items():
         if name.startswith("node"):
             with contextlib.suppress(OSError):
@@ -474,17 +475,21 @@ def split_rows(r: Report) -> list[tuple[str, str, str]]:
     t0 = r.cuts[0][0]
     views = r.split.items()
     return [
-        ("partition: cut-heal (s after the first cut); connections reset; bytes bridged while cut",
+        ("partition: cut-heal (s after the first cut); connections reset (held open: silent cut); "
+         "bytes bridged while cut",
          ", ".join(f"{c - t0:.0f}-{h - t0:.0f}" for c, h in r.cuts)
-         + f"; {r.bridge_resets}; {r.bridge_bytes_during_cuts}", "-"),
+         + f"; {r.bridge_resets} ({r.bridge_held}); {r.bridge_bytes_during_cuts}", "-"),
         ("announcements of the far half seen during the cut / sent during it",
          ", ".join(f"{p}: {v.far_seen_before_heal}/{v.far_sent}" for p, v in views), "-"),
         ("of those, seen after the heal",
          ", ".join(f"{p}: {v.far_seen_later}" for p, v in views), "-"),
         ("announcements of the near half seen / sent during the cut",
          ", ".join(f"{p}: {v.near_seen}/{v.near_sent}" for p, v in views), "-"),
-        ("s from heal until a fresh far-half announcement is seen (pinned, tried or skipped as superseded)",
-         ", ".join(f"{p}: {', '.join(map(str, v.heal_lag_s)) or 'never'}" for p, v in views), "-"),
+        ("s from heal until a fresh far-half announcement is seen (pinned, tried or skipped as superseded)"
+         " [s until the far half first announced]",
+         ", ".join(f"{p}: " + (", ".join(f"{lag} [{pub}]" for lag, pub in zip(v.heal_lag_s, v.heal_publish_s,
+                                                                               strict=True)) or "never")
+                   for p, v in views), "-"),
         ("far-half announcements seen / sent from 5 s after the heal",
          ", ".join(f"{p}: {v.far_seen_after}/{v.far_sent_after}" for p, v in views), "-"),
     ]
@@ -498,6 +503,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--faults", type=int, default=10, help="fault + recovery pairs (10)")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--schedule", help="replay this schedule file instead of generating one")
+    p.add_argument("--silent-partitions", action="store_true",
+                   help="cuts hold traffic (as dropped packets would) instead of resetting connections")
     args = p.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # run the clean-up of `finally` blocks
     fs = schedule_module()
@@ -506,7 +513,8 @@ def main(argv: list[str] | None = None) -> int:
     print(fs.dumps(faults, f"bench/chaos.py --seed {args.seed}"), flush=True)
     with tempfile.TemporaryDirectory(prefix="bench-chaos-") as work:
         faulty = run(Path(work) / "faults", trainers=args.trainers, pinners=args.pinners,
-                     duration=args.duration, faults=faults, seed=args.seed)
+                     duration=args.duration, faults=faults, seed=args.seed,
+                     silent_partitions=args.silent_partitions)
         clean = run(Path(work) / "clean", trainers=args.trainers, pinners=args.pinners,
                     duration=args.duration, faults=[], seed=args.seed)
     print(table(faulty, clean))

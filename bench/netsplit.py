@@ -13,8 +13,13 @@ is per namespace), so a port means one listener in the whole swarm, as on a sing
 
 `cut()`: the bridge closes every mirror listener and resets every bridged connection; a dial to the
 other half is refused, and no byte crosses until `heal()`, which mirrors every current listener again
-before it returns. This is a rejecting partition (peers see resets and refusals at once), not a
-silent one (dropped packets, where peers only notice by timeouts).
+before it returns. This is a rejecting partition: peers see resets and refusals at once.
+
+`cut(silent=True)`: a silent partition, as when a link or firewall drops packets. Connections stay
+open and dials to the other half are accepted, but no byte crosses: the bridge holds what it has read
+and stops reading, so senders stall once their socket buffers fill, and a dial never completes its
+handshake. Peers only notice through their own timeouts. `heal()` lets the held bytes through, as
+TCP's retransmissions would after a short outage.
 
 Test and bench infrastructure, not part of the node: bench/chaos.py and
 tests/integration/test_partition.py use it.
@@ -98,8 +103,10 @@ class Bridge:
         self.fds, self.tables, self.ranges = fds, tables, ranges
         self.mirrors: dict[str, dict[int, asyncio.Server]] = {"a": {}, "b": {}}  # ns -> port -> server
         self.conns: set[tuple[asyncio.StreamWriter, asyncio.StreamWriter]] = set()
-        self.joined = True
-        self.stats = {"connections": 0, "bytes": 0, "refused": 0, "reset_by_cut": 0}
+        self.joined = True  # False during a rejecting cut
+        self.flowing = asyncio.Event()  # cleared during a silent cut
+        self.flowing.set()
+        self.stats = {"connections": 0, "bytes": 0, "refused": 0, "reset_by_cut": 0, "held_by_cut": 0}
         self.conflicts: set[tuple[str, int]] = set()
 
     def _socket(self, ns: str) -> socket.socket:
@@ -147,6 +154,7 @@ class Bridge:
 
     async def _forward(self, src: str, port: int, reader: asyncio.StreamReader,
                        writer: asyncio.StreamWriter) -> None:
+        await self.flowing.wait()  # silent cut: accepted, but the far side never hears of it until heal
         sock = self._socket(src)
         try:
             await asyncio.wait_for(asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port)),
@@ -174,6 +182,7 @@ class Bridge:
     async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             while data := await reader.read(65536):
+                await self.flowing.wait()  # silent cut: hold it, and read no more
                 if not self.joined or writer.is_closing():
                     return  # cut: what the reader had buffered must not cross either
                 writer.write(data)
@@ -183,6 +192,11 @@ class Bridge:
                 writer.write_eof()
         except (OSError, RuntimeError):
             _reset(writer)
+
+    def cut_silently(self) -> int:
+        self.flowing.clear()
+        self.stats["held_by_cut"] += len(self.conns)
+        return len(self.conns)
 
     def cut(self) -> int:
         self.joined = False
@@ -212,8 +226,12 @@ class Bridge:
             if cmd == "cut":
                 reset = self.cut()
                 print(json.dumps({"event": "cut", **self.counts(), "reset": reset}), flush=True)
+            elif cmd == "cut silent":
+                held = self.cut_silently()
+                print(json.dumps({"event": "cut", **self.counts(), "reset": 0, "held": held}), flush=True)
             elif cmd == "heal":
                 self.joined = True
+                self.flowing.set()
                 await self.scan()
                 print(json.dumps({"event": "healed", **self.counts()}), flush=True)
             elif cmd == "stats":
@@ -320,9 +338,10 @@ class NetSplit:
         with inside(self.fd):
             yield
 
-    def cut(self) -> dict[str, Any]:
-        """Partition: returns {"reset": bridged connections closed, "bytes": bridged so far, ...}."""
-        return self._ask("cut", "cut")
+    def cut(self, silent: bool = False) -> dict[str, Any]:
+        """Partition: returns {"reset": bridged connections closed, "held": those kept open (silent),
+        "bytes": bridged so far, ...}."""
+        return self._ask("cut silent" if silent else "cut", "cut")
 
     def heal(self) -> dict[str, Any]:
         """Join the halves again; every listener is reachable from the other half when this returns."""
@@ -358,7 +377,7 @@ class NetSplit:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description="The bridge between half A (here) and half B (--netns).")
     sub = p.add_subparsers(dest="cmd", required=True)
-    b = sub.add_parser("bridge", help="run the bridge; commands on stdin: cut, heal, stats")
+    b = sub.add_parser("bridge", help="run the bridge; commands on stdin: cut, cut silent, heal, stats")
     b.add_argument("--netns", required=True, help="/proc/PID/ns/net of half B")
     b.add_argument("--table-b", required=True, help="/proc/PID/net/tcp of a process in half B")
     for half in ("a", "b"):

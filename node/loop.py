@@ -16,6 +16,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 from node import checkpoint
 from node.announcement import MAX_PRIORS, Announcement
@@ -36,6 +37,9 @@ KEEP_OWN_SNAPSHOTS = 2
 KEYFRAME_EVERY = 5  # topk-delta: a full snapshot every few rounds, deltas against it in between
 BASE_CACHE = 16
 PINNER_KEEP_PER_PEER = 2
+# A pin is a wait on IPFS, up to fetch_timeout_s when the holder is gone; pinned one after another,
+# a few unreachable publishers would hold up everyone else's snapshots.
+PIN_WORKERS = 4
 # a peer's IPFS address that did not answer (dead daemon, partition) is dialled again after this long
 IPFS_REDIAL_S = 30.0
 
@@ -349,7 +353,7 @@ class Node:
         now = time.monotonic()
         for addr in ann.addrs:
             if self.ipfs_dialled.get(addr, 0.0) <= now:
-                ok = self._quietly(f"ipfs connect {addr}", self.store.connect, addr)
+                ok = self._quietly(f"ipfs connect {addr}", self.store.connect, addr, self.cfg.fetch_timeout_s)
                 self.ipfs_dialled[addr] = math.inf if ok else now + IPFS_REDIAL_S
 
     def _cap(self) -> int:
@@ -362,33 +366,56 @@ class Node:
         for ann in anns:
             self.table.fold(ann)
         if self.cfg.role == "pinner":
-            self._pin_newest([a for a in anns if a.publisher != self.table.me])
+            self.pin_newest([a for a in anns if a.publisher != self.table.me])
         self.publish_status()
 
-    def _pin_newest(self, anns: list[Announcement]) -> None:
+    def pin_newest(self, anns: list[Announcement]) -> None:
+        """Pinners: pin the newest snapshots of each publisher in `anns`, several at a time."""
         # After a stall or a healed partition one batch holds many snapshots per publisher. Only the
         # newest PINNER_KEEP_PER_PEER would stay pinned, so older ones are skipped, not fetched in turn.
         by_peer: dict[str, list[Announcement]] = {}
         for ann in anns:
             by_peer.setdefault(ann.publisher, []).append(ann)
+        todo = []
         for publisher, batch in by_peer.items():
             batch.sort(key=lambda a: a.round)
             for ann in batch[:-PINNER_KEEP_PER_PEER]:
-                self.event(f"skipped {ann.cid[-10:]} of {short_id(publisher)}: superseded", cid=ann.cid)
-            for ann in batch[-PINNER_KEEP_PER_PEER:]:
-                self._pin(ann)
+                self.event(f"skipped {ann.cid[-10:]} of {short_id(publisher)}: superseded", cid=ann.cid,
+                           publisher=publisher)
+            todo += batch[-PINNER_KEEP_PER_PEER:]
+        if not todo:
+            return
+        for ann in todo:
+            self._connect_ipfs(ann)
+        with ThreadPoolExecutor(min(PIN_WORKERS, len(todo)), thread_name_prefix="pin") as pool:
+            outcomes = list(pool.map(self._pin_one, todo))
+        for ann, (error, seconds) in zip(todo, outcomes, strict=True):
+            self._keep_pinned(ann, error, seconds)
 
-    def _pin(self, ann: Announcement) -> None:
+    def _pin_one(self, ann: Announcement) -> tuple[StoreError | None, float]:
+        """Runs in a pin worker: only the IPFS call, no node state."""
         assert self.store is not None
-        self._connect_ipfs(ann)
-        if self._quietly(f"pin {ann.cid[-10:]} of {short_id(ann.publisher)}", self.store.pin, ann.cid,
-                         self.cfg.fetch_timeout_s):
-            kept = self.pinned.setdefault(ann.publisher, [])
-            kept.append(ann.cid)
-            self.event(f"pinned {ann.cid[-10:]} of {short_id(ann.publisher)}", cid=ann.cid)
-            while len(kept) > PINNER_KEEP_PER_PEER:
-                old = kept.pop(0)
-                self._quietly(f"unpin {old[-10:]}", self.store.unpin, old)
+        started = time.monotonic()
+        try:
+            self.store.pin(ann.cid, self.cfg.fetch_timeout_s)
+            error = None
+        except StoreError as exc:
+            error = exc
+        return error, time.monotonic() - started
+
+    def _keep_pinned(self, ann: Announcement, error: StoreError | None, seconds: float) -> None:
+        assert self.store is not None
+        what = f"{ann.cid[-10:]} of {short_id(ann.publisher)}"
+        fields = {"cid": ann.cid, "publisher": ann.publisher, "pin_s": round(seconds, 3)}
+        if error is not None:
+            self.event(f"pin {what} failed after {seconds:.1f} s: {error}", **fields)
+            return
+        kept = self.pinned.setdefault(ann.publisher, [])
+        kept.append(ann.cid)
+        self.event(f"pinned {what} in {seconds:.1f} s", **fields)
+        while len(kept) > PINNER_KEEP_PER_PEER:
+            old = kept.pop(0)
+            self._quietly(f"unpin {old[-10:]}", self.store.unpin, old)
 
     def _quietly(self, what: str, fn: Callable[..., object], *args: object) -> bool:
         try:

@@ -132,10 +132,13 @@ class IpfsStore:
         """Run the daemon's garbage collector (drops unpinned blocks)."""
         self._call("gc", lambda: self._client.repo.gc(quiet=True))
 
-    def connect(self, peer_multiaddr: str) -> None:
-        """Dial another IPFS node (`/ip4/.../tcp/.../p2p/<id>`) so bitswap can fetch from it."""
+    def connect(self, peer_multiaddr: str, timeout: float | None = None) -> None:
+        """Dial another IPFS node (`/ip4/.../tcp/.../p2p/<id>`) so bitswap can fetch from it; give up
+        after `timeout` s (an unreachable host that drops packets would otherwise hold the caller)."""
+        budget = self.timeout if timeout is None else timeout
         self._call(f"connect {peer_multiaddr}", lambda: self._client._client.request(
-            "/swarm/connect", (peer_multiaddr,), decoder="json"))
+            "/swarm/connect", (peer_multiaddr,), opts={"timeout": f"{budget}s"}, decoder="json",
+            timeout=budget + _HTTP_GRACE_S))
         log.info("ipfs connected to %s", peer_multiaddr.rsplit("/", 1)[-1][-8:])
 
     def peer_id(self) -> str:

@@ -1,0 +1,49 @@
+"""A pinner against a real js-ipfs daemon: snapshots nobody holds any more (their publishers left) fail
+after the fetch timeout, each with its reason, and do not hold up the ones that can be pinned."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from libp2p.crypto.ed25519 import create_new_key_pair
+
+from node.announcement import Announcement
+from node.config import NodeConfig
+from node.identity import peer_id_of
+from node.loop import Node
+from storage import IpfsDaemon, IpfsStore, cid_of
+
+TIMEOUT_S = 3.0
+
+
+def announcement(cid: str, publisher: str, rnd: int = 1) -> Announcement:
+    return Announcement(cid=cid, publisher=publisher, round=rnd, schema="s", samples=1, loss=0.1,
+                        encoding="fp32", size=1, timestamp=time.time())
+
+
+def test_missing_snapshots_fail_with_a_reason_without_holding_up_the_rest(tmp_path: Path) -> None:
+    daemon = IpfsDaemon.start(tmp_path / "ipfs")
+    try:
+        (tmp_path / "pinner").mkdir(mode=0o700)  # Node.start() would make it; the status lives there
+        node = Node(NodeConfig(role="pinner", data_dir=tmp_path / "pinner", fetch_timeout_s=TIMEOUT_S))
+        node.store = IpfsStore(daemon.api_multiaddr)
+        gone, alive = [peer_id_of(create_new_key_pair()) for _ in range(3)], peer_id_of(create_new_key_pair())
+        held = [node.store.put(f"snapshot {r} of a peer still here".encode()) for r in (1, 2, 3)]
+        missing = [cid_of(f"snapshot of a peer that left {i}".encode()) for i in range(len(gone))]
+        anns = [announcement(c, p) for c, p in zip(missing, gone, strict=True)]
+        anns += [announcement(c, alive, rnd) for rnd, c in enumerate(held, 1)]
+        started = time.monotonic()
+        node.pin_newest(anns)
+        elapsed = time.monotonic() - started
+    finally:
+        daemon.stop()
+
+    events = [text for _, text in node.status.events]
+    # The oldest snapshot of the live peer is superseded; its two newest are pinned, in round order.
+    assert node.pinned == {alive: held[1:]}, events
+    assert any(f"skipped {held[0][-10:]}" in e and "superseded" in e for e in events), events
+    failed = [e for e in events if "failed after" in e]
+    assert len(failed) == len(missing) and all("timed out" in e for e in failed), events
+    # One after another, the three missing snapshots alone would take 3 x TIMEOUT_S.
+    assert elapsed < 2 * TIMEOUT_S, f"pinning took {elapsed:.1f} s: missing snapshots held up the rest"
