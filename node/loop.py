@@ -15,8 +15,9 @@ import os
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
 from node import checkpoint
 from node.announcement import MAX_PRIORS, Announcement
@@ -33,15 +34,35 @@ from swarm.privacy import BudgetExhausted
 from swarm.strategies import Candidate, PeerView
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 KEEP_OWN_SNAPSHOTS = 2
 KEYFRAME_EVERY = 5  # topk-delta: a full snapshot every few rounds, deltas against it in between
 BASE_CACHE = 16
 PINNER_KEEP_PER_PEER = 2
-# A pin is a wait on IPFS, up to fetch_timeout_s when the holder is gone; pinned one after another,
-# a few unreachable publishers would hold up everyone else's snapshots.
-PIN_WORKERS = 4
+# Fetches and pins are waits on IPFS, up to fetch_timeout_s when the holder is gone; one after
+# another, a few departed peers would hold up everyone else's snapshots.
+IPFS_WORKERS = 4
 # a peer's IPFS address that did not answer (dead daemon, partition) is dialled again after this long
 IPFS_REDIAL_S = 30.0
+
+
+def ipfs_calls(call: Callable[[Announcement], T], anns: Sequence[Announcement]
+               ) -> list[tuple[T | StoreError, float]]:
+    """`call(ann)` for each announcement, IPFS_WORKERS at a time; each result (or its StoreError) and
+    how long it took, in the order of `anns`. `call` must touch no node state: it runs in a worker."""
+
+    def timed(ann: Announcement) -> tuple[T | StoreError, float]:
+        started = time.monotonic()
+        try:
+            result: T | StoreError = call(ann)
+        except StoreError as exc:
+            result = exc
+        return result, time.monotonic() - started
+
+    if not anns:
+        return []
+    with ThreadPoolExecutor(min(IPFS_WORKERS, len(anns)), thread_name_prefix="ipfs") as pool:
+        return list(pool.map(timed, anns))
 
 
 class Timer:
@@ -280,10 +301,15 @@ class Node:
                         candidates=[Candidate(p, r.announcement.samples, r.announcement.round)
                                     for p, r in records.items()])
         chosen = learner.strategy.choose(view, learner.rng)
+        anns = [records[p].announcement for p in chosen]
+        for ann in anns:
+            self._connect_ipfs(ann)
+        with self.timer("fetch"):
+            downloads = ipfs_calls(self._download, anns)
         states: dict[str, StateDict] = {}
         scores: dict[str, float] = {}
-        for peer_id in chosen:
-            state = self.fetch(records[peer_id])
+        for peer_id, (data, seconds) in zip(chosen, downloads, strict=True):
+            state = self.check(records[peer_id], data, seconds)
             if state is None:
                 continue
             with self.timer("score"):
@@ -313,14 +339,18 @@ class Node:
         merged = ", ".join(f"{short_id(p)} ({weights.get(p, 0):.2f})" for p in states)
         self.event(f"round {self.round}: merged {merged}", merged=list(states))
 
-    def fetch(self, record: PeerRecord) -> StateDict | None:
-        assert self.store is not None and self.table is not None
+    def _download(self, ann: Announcement) -> bytes:
+        assert self.store is not None
+        return self.store.get(ann.cid, max_size=self._cap(), timeout=self.cfg.fetch_timeout_s)
+
+    def check(self, record: PeerRecord, data: bytes | StoreError, seconds: float) -> StateDict | None:
+        """The state dict of a downloaded snapshot, or None (and an event) if it failed or is unfit."""
+        assert self.table is not None
         ann = record.announcement
         started = time.monotonic()
         try:
-            self._connect_ipfs(ann)
-            with self.timer("fetch"):
-                data = self.store.get(ann.cid, max_size=self._cap(), timeout=self.cfg.fetch_timeout_s)
+            if isinstance(data, StoreError):
+                raise data
             with self.timer("decode"):
                 snap = decode(data, max_size=self._cap())
             if snap.meta.get("peer_id") != ann.publisher:
@@ -334,8 +364,7 @@ class Node:
             self.event(f"fetch {ann.cid[-10:]} from {short_id(ann.publisher)} failed: {exc}")
             return None
         self.status.bytes_in += len(data)
-        fetch_ms = (time.monotonic() - started) * 1000
-        record.fetch_ms, record.failures = fetch_ms, 0
+        record.fetch_ms, record.failures = (seconds + time.monotonic() - started) * 1000, 0
         return state
 
     def _base(self, cid: str) -> StateDict:
@@ -387,21 +416,12 @@ class Node:
             return
         for ann in todo:
             self._connect_ipfs(ann)
-        with ThreadPoolExecutor(min(PIN_WORKERS, len(todo)), thread_name_prefix="pin") as pool:
-            outcomes = list(pool.map(self._pin_one, todo))
-        for ann, (error, seconds) in zip(todo, outcomes, strict=True):
-            self._keep_pinned(ann, error, seconds)
+        for ann, (done, seconds) in zip(todo, ipfs_calls(self._pin_one, todo), strict=True):
+            self._keep_pinned(ann, done if isinstance(done, StoreError) else None, seconds)
 
-    def _pin_one(self, ann: Announcement) -> tuple[StoreError | None, float]:
-        """Runs in a pin worker: only the IPFS call, no node state."""
+    def _pin_one(self, ann: Announcement) -> None:
         assert self.store is not None
-        started = time.monotonic()
-        try:
-            self.store.pin(ann.cid, self.cfg.fetch_timeout_s)
-            error = None
-        except StoreError as exc:
-            error = exc
-        return error, time.monotonic() - started
+        self.store.pin(ann.cid, self.cfg.fetch_timeout_s)
 
     def _keep_pinned(self, ann: Announcement, error: StoreError | None, seconds: float) -> None:
         assert self.store is not None
