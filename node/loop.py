@@ -1,8 +1,10 @@
-"""The node loop: train -> encode -> put + pin -> announce -> fold -> choose -> fetch -> score -> merge.
+"""The node loop: fold -> choose -> (fetch | train -> encode -> put + pin -> announce) -> score -> merge.
 
 Asynchronous by design: no global rounds or barriers. A round is this node's own step; peers run at
-their own pace and announce whenever they have something. Everything received is untrusted: a fetch
-or decode that fails is one event line, the peer is backed off, and the loop goes on.
+their own pace and announce whenever they have something. A round chooses its neighbours first and
+downloads their snapshots while it trains, so the fetch costs the round only what training does not
+hide. Everything received is untrusted: a fetch or decode that fails is one event line, the peer is
+backed off, and the loop goes on.
 """
 
 from __future__ import annotations
@@ -15,8 +17,9 @@ import os
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import TypeVar
 
 from node import checkpoint
@@ -46,23 +49,25 @@ IPFS_WORKERS = 4
 IPFS_REDIAL_S = 30.0
 
 
-def ipfs_calls(call: Callable[[Announcement], T], anns: Sequence[Announcement]
-               ) -> list[tuple[T | StoreError, float]]:
-    """`call(ann)` for each announcement, IPFS_WORKERS at a time; each result (or its StoreError) and
-    how long it took, in the order of `anns`. `call` must touch no node state: it runs in a worker."""
+def timed(call: Callable[[Announcement], T], ann: Announcement) -> tuple[T | StoreError, float]:
+    """`call(ann)`'s result, or its StoreError, and how long it took (run in an IPFS worker)."""
+    started = time.monotonic()
+    try:
+        result: T | StoreError = call(ann)
+    except StoreError as exc:
+        result = exc
+    return result, time.monotonic() - started
 
-    def timed(ann: Announcement) -> tuple[T | StoreError, float]:
-        started = time.monotonic()
-        try:
-            result: T | StoreError = call(ann)
-        except StoreError as exc:
-            result = exc
-        return result, time.monotonic() - started
 
-    if not anns:
-        return []
-    with ThreadPoolExecutor(min(IPFS_WORKERS, len(anns)), thread_name_prefix="ipfs") as pool:
-        return list(pool.map(timed, anns))
+@dataclass
+class Exchange:
+    """A round's exchange in flight: the neighbours chosen at the start of the round, and the
+    downloads of their snapshots, one per neighbour."""
+
+    view: PeerView
+    records: dict[str, PeerRecord]
+    chosen: list[str]
+    downloads: list[Future[tuple[bytes | StoreError, float]]]
 
 
 class Timer:
@@ -98,6 +103,8 @@ class Node:
         self.bases: OrderedDict[str, StateDict] = OrderedDict()
         self.ipfs_dialled: dict[str, float] = {}  # address -> when to dial it again (inf: connected)
         self.pinned: dict[str, list[str]] = {}
+        # IPFS calls that are waits (fetches, pins) run here; `call` must touch no node state.
+        self.ipfs_pool = ThreadPoolExecutor(IPFS_WORKERS, thread_name_prefix="ipfs")
         self.round = 0
         self.merges = 0
         self.timer = Timer()
@@ -171,6 +178,7 @@ class Node:
 
     def close(self) -> None:
         self.status.state = "stopped"
+        self.ipfs_pool.shutdown(wait=False, cancel_futures=True)
         if self.gossip is not None:
             self.gossip.stop()
         if self.daemon is not None:
@@ -208,6 +216,8 @@ class Node:
         self.status.round = self.round
         self.timer = timer = Timer()
         max_steps = self.cfg.max_steps_per_round or None
+        self.fold()
+        exchange = self.start_exchange()
         try:
             with timer("train"):
                 stats = self.learner.train(max_steps)
@@ -232,8 +242,7 @@ class Node:
             self.event(f"round {self.round}: trained {stats.steps} steps, loss {stats.loss:.4f}, "
                        f"val acc {val_acc:.3f}, published {cid[-10:]}",
                        round=self.round, loss=stats.loss, val_acc=val_acc, cid=cid)
-        self.fold()
-        self.exchange()
+        self.finish_exchange(exchange)
         with timer("checkpoint"):
             self.save_checkpoint(cid)
         self.event(f"round {self.round} took {sum(timer.spent.values()):.2f} s",
@@ -292,8 +301,8 @@ class Node:
             if reason is not None and not reason.startswith("stale"):
                 self.event(f"skipped announcement of {short_id(ann.publisher)}: {reason}")
 
-    def exchange(self) -> None:
-        """Choose peers with the strategy, fetch and score their snapshots, merge."""
+    def start_exchange(self) -> Exchange:
+        """Choose peers with the strategy and start downloading their snapshots."""
         assert self.learner is not None and self.table is not None
         learner = self.learner
         records = {r.peer_id: r for r in self.table.candidates()}
@@ -304,8 +313,15 @@ class Node:
         anns = [records[p].announcement for p in chosen]
         for ann in anns:
             self._connect_ipfs(ann)
-        with self.timer("fetch"):
-            downloads = ipfs_calls(self._download, anns)
+        downloads = [self.ipfs_pool.submit(timed, self._download, ann) for ann in anns]
+        return Exchange(view, records, chosen, downloads)
+
+    def finish_exchange(self, exchange: Exchange) -> None:
+        """Wait for the downloads, then check, score and merge what arrived."""
+        assert self.learner is not None and self.table is not None
+        learner, view, records, chosen = self.learner, exchange.view, exchange.records, exchange.chosen
+        with self.timer("fetch"):  # only what training did not hide
+            downloads = [f.result() for f in exchange.downloads]
         states: dict[str, StateDict] = {}
         scores: dict[str, float] = {}
         for peer_id, (data, seconds) in zip(chosen, downloads, strict=True):
@@ -416,7 +432,9 @@ class Node:
             return
         for ann in todo:
             self._connect_ipfs(ann)
-        for ann, (done, seconds) in zip(todo, ipfs_calls(self._pin_one, todo), strict=True):
+        pins = [self.ipfs_pool.submit(timed, self._pin_one, ann) for ann in todo]
+        for ann, pin in zip(todo, pins, strict=True):
+            done, seconds = pin.result()
             self._keep_pinned(ann, done if isinstance(done, StoreError) else None, seconds)
 
     def _pin_one(self, ann: Announcement) -> None:
