@@ -45,5 +45,5 @@ def test_missing_snapshots_fail_with_a_reason_without_holding_up_the_rest(tmp_pa
     assert any(f"skipped {held[0][-10:]}" in e and "superseded" in e for e in events), events
     failed = [e for e in events if "failed after" in e]
     assert len(failed) == len(missing) and all("timed out" in e for e in failed), events
-    # One after another, the three missing snapshots alone would take 3 x TIMEOUT_S.
-    assert elapsed < 2 * TIMEOUT_S, f"pinning took {elapsed:.1f} s: missing snapshots held up the rest"
+    # Concurrently about 1 x TIMEOUT_S; one after another, the three missing snapshots alone take 3 x.
+    assert elapsed < 2.5 * TIMEOUT_S, f"pinning took {elapsed:.1f} s: missing snapshots held up the rest"
