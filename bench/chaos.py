@@ -44,7 +44,7 @@ from node import checkpoint
 from node.config import NodeConfig
 from node.demo import join_argv
 from node.gossip_procs import Bootstrap, Child
-from node.ipfs_setup import private_daemon_pid, start_private
+from node.ipfs_setup import private_daemon_pid, start_private, stop_leftover_daemon
 from node.status import read_status, read_status_or_none
 from storage import IpfsDaemon, IpfsStore, StoreError
 from storage.daemon import free_port
@@ -212,10 +212,7 @@ class Swarm:
         for child in [*self.procs.values(), self.boot]:
             child.stop(15)
         for cfg in self.configs.values():  # daemons of SIGKILLed nodes outlive them (own session)
-            if (pid := private_daemon_pid(cfg.data_dir)) is not None:
-                for sig in (signal.SIGCONT, signal.SIGTERM):
-                    with contextlib.suppress(ProcessLookupError, PermissionError):
-                        os.killpg(pid, sig)
+            stop_leftover_daemon(cfg.data_dir)
         for daemon in self.daemons:
             daemon.stop()
 

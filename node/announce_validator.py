@@ -8,7 +8,7 @@ there would kill the pubsub service (py-libp2p #1118).
 Bans: rejecting a flood is not enough, because each message has already cost py-libp2p a protobuf
 decode, a signed-record check and a signature check before `check` sees it. A signer with
 `ban_after` rate rejects within `ban_window_s` is banned for `ban_s`, doubled on each
-repeat up to `max_ban_s`; the gossip service blacklists and disconnects it for that time. The doubling
+repeat up to `max_ban_s`; node/gossip_bans.py blacklists and disconnects it for that time. The doubling
 is forgotten after `max_ban_s` without a ban, so an honest peer that burst once is not banned for long.
 """
 
@@ -141,8 +141,8 @@ class AnnounceValidator:
 
     def _strike(self, peer: str, now: float) -> None:
         p = self.policy
-        # Already banned: messages still in flight. Too many bans: a caller that does not enforce
-        # them (the bootstrap) would only grow memory.
+        # Already banned: messages still in flight. Too many bans: a bound on memory, whatever a
+        # flood of fresh identities does.
         if p.ban_after <= 0 or peer in self._banned or len(self._banned) >= MAX_TRACKED_PUBLISHERS:
             return
         s = self._strikes.pop(peer, None) or _Strikes(window_start=now)

@@ -270,4 +270,3 @@ class GossipService:
     def _count(self, key: str) -> None:
         with self._lock:
             self._counts[key] += 1
-

@@ -310,10 +310,7 @@ class Node:
                         candidates=[Candidate(p, r.announcement.samples, r.announcement.round)
                                     for p, r in records.items()])
         chosen = learner.strategy.choose(view, learner.rng)
-        anns = [records[p].announcement for p in chosen]
-        for ann in anns:
-            self._connect_ipfs(ann)
-        downloads = [self.ipfs_pool.submit(timed, self._download, ann) for ann in anns]
+        downloads = self._ipfs_calls(self._download, [records[p].announcement for p in chosen])
         return Exchange(view, records, chosen, downloads)
 
     def finish_exchange(self, exchange: Exchange) -> None:
@@ -393,6 +390,13 @@ class Node:
                 self.bases.popitem(last=False)
         return self.bases[cid]
 
+    def _ipfs_calls(self, call: Callable[[Announcement], T], anns: list[Announcement]
+                    ) -> list[Future[tuple[T | StoreError, float]]]:
+        """Connect to each announcer's IPFS node, then start `call(ann)` for each on the IPFS workers."""
+        for ann in anns:
+            self._connect_ipfs(ann)
+        return [self.ipfs_pool.submit(timed, call, ann) for ann in anns]
+
     def _connect_ipfs(self, ann: Announcement) -> None:
         assert self.store is not None
         now = time.monotonic()
@@ -428,14 +432,8 @@ class Node:
                 self.event(f"skipped {ann.cid[-10:]} of {short_id(publisher)}: superseded", cid=ann.cid,
                            publisher=publisher)
             todo += batch[-PINNER_KEEP_PER_PEER:]
-        if not todo:
-            return
-        for ann in todo:
-            self._connect_ipfs(ann)
-        pins = [self.ipfs_pool.submit(timed, self._pin_one, ann) for ann in todo]
-        for ann, pin in zip(todo, pins, strict=True):
-            done, seconds = pin.result()
-            self._keep_pinned(ann, done if isinstance(done, StoreError) else None, seconds)
+        for ann, pin in zip(todo, self._ipfs_calls(self._pin_one, todo), strict=True):
+            self._keep_pinned(ann, *pin.result())
 
     def _pin_one(self, ann: Announcement) -> None:
         assert self.store is not None

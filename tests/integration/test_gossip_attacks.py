@@ -143,6 +143,12 @@ class Flooder:
             while self.victim.peer_id not in self.pubsub.peer_topics.get(self.topic, ()):
                 await trio.sleep(0.05)
 
+    async def redial(self) -> None:
+        """Drop our side of the connection first: py-libp2p may not notice that the victim closed it."""
+        await self.host.disconnect(self.victim.peer_id)
+        self.host.get_network().unblock_peer(self.victim.peer_id)
+        await self.host.connect(self.victim)
+
     async def flood_until_cut(self) -> int:
         """Connect and announce ~200/s until the victim cuts us off (or 2000 were sent); the count sent."""
         sent = 0
@@ -168,26 +174,20 @@ async def flood_then_behave(victim_addr: str, key_pair: object, ban_s: float,
     """Flood the victim until it cuts us off, redial it while banned, then come back after the ban and
     announce once, politely. Returns what happened, with times on trio's clock."""
     flooder = Flooder(victim_addr, key_pair)
-    host, pubsub, victim, me = flooder.host, flooder.pubsub, flooder.victim, flooder.me
     out: dict[str, float] = {"sent": 0, "redials": 0, "redials_kept": 0}
     async with flooder.running():
         out["sent"] = await flooder.flood_until_cut()
         cut = out["cut_at"] = trio.current_time()
         while trio.current_time() < cut + ban_s / 2:  # banned: the victim closes every redial at once
-            # Our side may not notice that close (py-libp2p), so drop the connection before each redial.
-            await host.disconnect(victim.peer_id)
-            host.get_network().unblock_peer(victim.peer_id)
             with trio.move_on_after(3), contextlib.suppress(Exception):
-                await host.connect(victim)
+                await flooder.redial()
                 out["redials"] += 1
             await trio.sleep(0.6)  # the victim refreshes its peer list every 0.5 s
-            out["redials_kept"] += me in victim_peers()
+            out["redials_kept"] += flooder.me in victim_peers()
         await trio.sleep(cut + ban_s + 1.5 - trio.current_time())  # the victim lifts bans every 0.5 s
-        await host.disconnect(victim.peer_id)
-        host.get_network().unblock_peer(victim.peer_id)
-        await host.connect(victim)
+        await flooder.redial()
         await flooder.subscribed(10)
-        await pubsub.publish(flooder.topic, flooder.announcement(1))
+        await flooder.pubsub.publish(flooder.topic, flooder.announcement(1))
         await trio.sleep(1.0)  # let the frame leave before the host closes
         out["stayed"] = flooder.connected()
     return out
