@@ -2,10 +2,11 @@
 
 Each (model, encoding) runs `swarm-node demo` machinery: a bootstrap and 4 `swarm-node join`
 processes, each with its own js-ipfs daemon, on Fashion-MNIST. Every node times the phases of each
-of its rounds (train / evaluate / encode / put / announce / fetch / decode / score / merge /
+of its rounds (train / evaluate / encode / put / announce / fetch / score / merge /
 checkpoint) and prints them; this script takes the median over peers and rounds (round 1 is left
-out: nobody has published yet) and the share of communication (encode + put + announce + fetch +
-decode) in the round.
+out: nobody has published yet) and the share of communication (encode + put + announce + fetch) in
+the round. A node downloads and decodes its neighbours' snapshots on worker threads while it
+publishes its own, so `fetch` is the wait for whatever of that publishing did not hide.
 
     .venv/bin/python bench/round.py                       # small CNN and resnet18, every encoding
     .venv/bin/python bench/round.py --models fashion-cnn --encodings fp32 --rounds 4
@@ -22,8 +23,8 @@ from pathlib import Path
 
 from node.demo import DemoSettings, run_demo
 
-PHASES = ["train", "evaluate", "encode", "put", "announce", "fetch", "decode", "score", "merge", "checkpoint"]
-COMMUNICATION = ["encode", "put", "announce", "fetch", "decode"]
+PHASES = ["train", "evaluate", "encode", "put", "announce", "fetch", "score", "merge", "checkpoint"]
+COMMUNICATION = ["encode", "put", "announce", "fetch"]
 # resnet18 on 2 CPU cores: a handful of steps per round keeps the benchmark within minutes; its train
 # time per step is what matters, and the table says how many steps a round had.
 STEPS = {"fashion-cnn": 0, "resnet18": 3}
@@ -63,7 +64,8 @@ def main() -> None:
             cells = [f"{m[p] * 1000:.0f}" for p in PHASES] + [f"{m['total'] * 1000:.0f}"]
             print(f"| {model} | {encoding} | " + " | ".join(cells) + f" | {m['comm_share'] * 100:.1f} |",
                   flush=True)
-    print("\nmedian milliseconds per round per node; comm % = (encode+put+announce+fetch+decode) / total")
+    print("\nmedian milliseconds per round per node; comm % = (encode+put+announce+fetch) / total; "
+          "fetch includes decoding")
 
 
 if __name__ == "__main__":

@@ -1,10 +1,13 @@
-"""The node loop: fold -> choose -> (fetch | train -> encode -> put + pin -> announce) -> score -> merge.
+"""The node loop: fold -> choose -> (train | fetch + decode the chosen neighbours' newest snapshots)
+-> encode -> put + pin -> announce -> score -> merge -> checkpoint.
 
 Asynchronous by design: no global rounds or barriers. A round is this node's own step; peers run at
-their own pace and announce whenever they have something. A round chooses its neighbours first and
-downloads their snapshots while it trains, so the fetch costs the round only what training does not
-hide. Everything received is untrusted: a fetch or decode that fails is one event line, the peer is
-backed off, and the loop goes on.
+their own pace and announce whenever they have something. A round chooses its neighbours first, then
+trains on a worker thread while the loop keeps folding announcements and downloading the newest
+snapshot each chosen neighbour announces. The merge after training thus gets the neighbours' newest
+models (a model one round older merges measurably worse) and the round waits only for downloads that
+training and publishing did not hide. Everything received is untrusted: a fetch or decode that
+fails is one event line, the peer is backed off, and the loop goes on.
 """
 
 from __future__ import annotations
@@ -18,8 +21,8 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 from node import checkpoint
@@ -30,11 +33,12 @@ from node.ipfs_setup import open_ipfs
 from node.learner import Learner, StateDict, load_shard
 from node.peers import PeerRecord, PeerTable
 from node.status import STATUS_FILE, NodeStatus, PeerRow, short_id
-from storage import IpfsDaemon, IpfsStore, StoreError, decode, encode, schema_fingerprint
+from storage import IpfsDaemon, IpfsStore, Snapshot, StoreError, decode, encode, schema_fingerprint
 from storage.atomic import write_atomic
 from swarm.models import pick_device
 from swarm.privacy import BudgetExhausted
 from swarm.strategies import Candidate, PeerView
+from swarm.training import TrainStats
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -45,6 +49,7 @@ PINNER_KEEP_PER_PEER = 2
 # Fetches and pins are waits on IPFS, up to fetch_timeout_s when the holder is gone; one after
 # another, a few departed peers would hold up everyone else's snapshots.
 IPFS_WORKERS = 4
+FOLLOW_EVERY_S = 0.1  # while training: how often to look for newer snapshots of the chosen neighbours
 # a peer's IPFS address that did not answer (dead daemon, partition) is dialled again after this long
 IPFS_REDIAL_S = 30.0
 
@@ -60,14 +65,24 @@ def timed(call: Callable[[Announcement], T], ann: Announcement) -> tuple[T | Sto
 
 
 @dataclass
+class Fetched:
+    """A neighbour's snapshot, downloaded and decoded (not yet checked against what was announced)."""
+
+    snapshot: Snapshot
+    size: int
+
+
+Download = Future[tuple[Fetched | StoreError, float]]
+
+
+@dataclass
 class Exchange:
-    """A round's exchange in flight: the neighbours chosen at the start of the round, and the
-    downloads of their snapshots, one per neighbour."""
+    """A round's exchange in flight: the neighbours chosen before training and, for each, the download
+    of the newest snapshot it announced (fetched and decoded on the IPFS workers)."""
 
     view: PeerView
-    records: dict[str, PeerRecord]
     chosen: list[str]
-    downloads: list[Future[tuple[bytes | StoreError, float]]]
+    downloads: dict[str, tuple[Announcement, Download]] = field(default_factory=dict)
 
 
 class Timer:
@@ -105,6 +120,8 @@ class Node:
         self.pinned: dict[str, list[str]] = {}
         # IPFS calls that are waits (fetches, pins) run here; `call` must touch no node state.
         self.ipfs_pool = ThreadPoolExecutor(IPFS_WORKERS, thread_name_prefix="ipfs")
+        # Training runs here so the loop can follow announcements meanwhile; only `train` touches it.
+        self.train_pool = ThreadPoolExecutor(1, thread_name_prefix="train")
         self.round = 0
         self.merges = 0
         self.timer = Timer()
@@ -179,6 +196,7 @@ class Node:
     def close(self) -> None:
         self.status.state = "stopped"
         self.ipfs_pool.shutdown(wait=False, cancel_futures=True)
+        self.train_pool.shutdown(wait=False, cancel_futures=True)
         if self.gossip is not None:
             self.gossip.stop()
         if self.daemon is not None:
@@ -220,7 +238,7 @@ class Node:
         exchange = self.start_exchange()
         try:
             with timer("train"):
-                stats = self.learner.train(max_steps)
+                stats = self.train_following(exchange, max_steps)
         except BudgetExhausted as exc:
             self.round -= 1
             self.serving = True
@@ -232,27 +250,28 @@ class Node:
             _, val_acc = self.learner.evaluate("val")
         self.status.loss, self.status.val_acc = stats.loss, val_acc
         try:
-            cid = self.publish(stats.loss)
+            ann = self.publish(stats.loss)
         except StoreError as exc:
             # IPFS is down (its daemon died or restarts): keep training and merging, publish next round
             cid = self.own_cids[-1] if self.own_cids else ""
             self.event(f"round {self.round}: trained {stats.steps} steps, val acc {val_acc:.3f}, "
                        f"not published: {exc}", round=self.round, loss=stats.loss, val_acc=val_acc)
         else:
+            cid = ann.cid
             self.event(f"round {self.round}: trained {stats.steps} steps, loss {stats.loss:.4f}, "
                        f"val acc {val_acc:.3f}, published {cid[-10:]}",
-                       round=self.round, loss=stats.loss, val_acc=val_acc, cid=cid)
+                       round=self.round, loss=stats.loss, val_acc=val_acc, cid=cid, parents=list(ann.parents))
         self.finish_exchange(exchange)
         with timer("checkpoint"):
             self.save_checkpoint(cid)
         self.event(f"round {self.round} took {sum(timer.spent.values()):.2f} s",
                    round_timings={k: round(v, 5) for k, v in timer.spent.items()})
 
-    def publish(self, loss: float) -> str:
+    def publish(self, loss: float) -> Announcement:
         assert self.learner is not None and self.store is not None and self.gossip is not None
         assert self.table is not None
         state = self.learner.state()
-        parents = [r.announcement.cid for r in self.table.records.values() if r.merged][:16]
+        parents = [r.merged_cid for r in self.table.records.values() if r.merged and r.merged_cid][:16]
         meta = {"peer_id": self.gossip.peer_id, "round": self.round, "samples": self.learner.samples,
                 "train_loss": float(loss), "parents": parents, "dp_epsilon": self.learner.epsilon}
         encoding, base = self.cfg.encoding, None
@@ -283,7 +302,7 @@ class Node:
                            role=self.cfg.role, addrs=tuple(self._ipfs_addrs()))
         with self.timer("announce"):
             self.gossip.publish(ann)
-        return cid
+        return ann
 
     def _ipfs_addrs(self) -> list[str]:
         assert self.store is not None
@@ -302,27 +321,49 @@ class Node:
                 self.event(f"skipped announcement of {short_id(ann.publisher)}: {reason}")
 
     def start_exchange(self) -> Exchange:
-        """Choose peers with the strategy and start downloading their snapshots."""
+        """Choose peers with the strategy and start downloading their newest snapshots."""
         assert self.learner is not None and self.table is not None
         learner = self.learner
-        records = {r.peer_id: r for r in self.table.candidates()}
         view = PeerView(me=self.table.me, round=self.round, my_samples=learner.samples,
-                        candidates=[Candidate(p, r.announcement.samples, r.announcement.round)
-                                    for p, r in records.items()])
-        chosen = learner.strategy.choose(view, learner.rng)
-        downloads = self._ipfs_calls(self._download, [records[p].announcement for p in chosen])
-        return Exchange(view, records, chosen, downloads)
+                        candidates=[Candidate(r.peer_id, r.announcement.samples, r.announcement.round)
+                                    for r in self.table.candidates()])
+        exchange = Exchange(view, learner.strategy.choose(view, learner.rng))
+        self.follow_exchange(exchange)
+        return exchange
+
+    def follow_exchange(self, exchange: Exchange) -> None:
+        """Start downloading the snapshot a chosen neighbour announced since its last download began."""
+        assert self.table is not None
+        newer = []
+        for peer_id in exchange.chosen:
+            ann, started = self.table.records[peer_id].announcement, exchange.downloads.get(peer_id)
+            if started is None or started[0].cid != ann.cid:
+                newer.append(ann)
+        for ann, download in zip(newer, self._ipfs_calls(self._download, newer), strict=True):
+            exchange.downloads[ann.publisher] = (ann, download)  # an older one still running is dropped
+
+    def train_following(self, exchange: Exchange, max_steps: int | None) -> TrainStats:
+        """Train on the training thread; meanwhile fold announcements and follow the exchange."""
+        assert self.learner is not None
+        training = self.train_pool.submit(self.learner.train, max_steps)
+        while not wait([training], timeout=FOLLOW_EVERY_S).done:
+            self.fold()
+            self.follow_exchange(exchange)
+        self.fold()
+        self.follow_exchange(exchange)
+        return training.result()
 
     def finish_exchange(self, exchange: Exchange) -> None:
         """Wait for the downloads, then check, score and merge what arrived."""
         assert self.learner is not None and self.table is not None
-        learner, view, records, chosen = self.learner, exchange.view, exchange.records, exchange.chosen
-        with self.timer("fetch"):  # only what training did not hide
-            downloads = [f.result() for f in exchange.downloads]
+        learner, view = self.learner, exchange.view
+        with self.timer("fetch"):  # only what training and publishing did not hide
+            results = {p: download.result() for p, (_, download) in exchange.downloads.items()}
+        anns = {p: ann for p, (ann, _) in exchange.downloads.items()}
         states: dict[str, StateDict] = {}
         scores: dict[str, float] = {}
-        for peer_id, (data, seconds) in zip(chosen, downloads, strict=True):
-            state = self.check(records[peer_id], data, seconds)
+        for peer_id, (fetched, seconds) in results.items():
+            state = self.check(anns[peer_id], fetched, seconds)
             if state is None:
                 continue
             with self.timer("score"):
@@ -332,7 +373,7 @@ class Node:
                 continue
             states[peer_id], scores[peer_id] = state, score
             self.table.records[peer_id].similarity = score
-        advertised = {p: dict(records[p].announcement.priors) for p in states}
+        advertised = {p: dict(anns[p].priors) for p in states}
         learner.strategy.observe(view, scores, advertised)
         for record in self.table.records.values():
             record.merged, record.weight = False, None
@@ -347,25 +388,25 @@ class Node:
             return
         self.merges += len(states)
         for peer_id in states:
-            self.table.records[peer_id].merged = True
-            self.table.records[peer_id].weight = weights.get(peer_id)
+            record = self.table.records[peer_id]
+            record.merged, record.merged_cid, record.weight = True, anns[peer_id].cid, weights.get(peer_id)
         merged = ", ".join(f"{short_id(p)} ({weights.get(p, 0):.2f})" for p in states)
-        self.event(f"round {self.round}: merged {merged}", merged=list(states))
+        self.event(f"round {self.round}: merged {merged}", round=self.round, merged=list(states),
+                   merged_cids=[anns[p].cid for p in states])
 
-    def _download(self, ann: Announcement) -> bytes:
+    def _download(self, ann: Announcement) -> Fetched:
         assert self.store is not None
-        return self.store.get(ann.cid, max_size=self._cap(), timeout=self.cfg.fetch_timeout_s)
+        data = self.store.get(ann.cid, max_size=self._cap(), timeout=self.cfg.fetch_timeout_s)
+        return Fetched(decode(data, max_size=self._cap()), len(data))
 
-    def check(self, record: PeerRecord, data: bytes | StoreError, seconds: float) -> StateDict | None:
+    def check(self, ann: Announcement, fetched: Fetched | StoreError, seconds: float) -> StateDict | None:
         """The state dict of a downloaded snapshot, or None (and an event) if it failed or is unfit."""
         assert self.table is not None
-        ann = record.announcement
         started = time.monotonic()
         try:
-            if isinstance(data, StoreError):
-                raise data
-            with self.timer("decode"):
-                snap = decode(data, max_size=self._cap())
+            if isinstance(fetched, StoreError):
+                raise fetched
+            snap = fetched.snapshot
             if snap.meta.get("peer_id") != ann.publisher:
                 raise StoreError(f"snapshot says it is from {short_id(str(snap.meta.get('peer_id')))}, "
                                  "not from its announcer")
@@ -376,16 +417,17 @@ class Node:
             self.table.fetch_failed(ann.publisher)
             self.event(f"fetch {ann.cid[-10:]} from {short_id(ann.publisher)} failed: {exc}")
             return None
-        self.status.bytes_in += len(data)
-        record.fetch_ms, record.failures = (seconds + time.monotonic() - started) * 1000, 0
+        self.status.bytes_in += fetched.size
+        self.table.fetch_succeeded(ann.publisher, (seconds + time.monotonic() - started) * 1000)
         return state
 
     def _base(self, cid: str) -> StateDict:
         assert self.store is not None
         if cid not in self.bases:
-            data = self.store.get(cid, max_size=self._cap(), timeout=self.cfg.fetch_timeout_s)
+            with self.timer("fetch"):  # a keyframe not seen before: a download nothing hides
+                data = self.store.get(cid, max_size=self._cap(), timeout=self.cfg.fetch_timeout_s)
+                self.bases[cid] = decode(data, max_size=self._cap()).state_dict
             self.status.bytes_in += len(data)
-            self.bases[cid] = decode(data, max_size=self._cap()).state_dict
             while len(self.bases) > BASE_CACHE:
                 self.bases.popitem(last=False)
         return self.bases[cid]

@@ -27,7 +27,8 @@ class PeerRecord:
     similarity: float | None = None
     weight: float | None = None
     fetch_ms: float | None = None
-    merged: bool = False
+    merged: bool = False  # in this node's last exchange
+    merged_cid: str | None = None  # the snapshot last merged from it (its announcement may be newer)
     failures: int = 0
     retry_after: float = 0.0
 
@@ -87,10 +88,9 @@ class PeerTable:
         record.failures += 1
         record.retry_after = (time.time() if now is None else now) + BACKOFF_S
 
-    def fetch_succeeded(self, peer_id: str, fetch_ms: float, similarity: float) -> None:
+    def fetch_succeeded(self, peer_id: str, fetch_ms: float) -> None:
         record = self.records[peer_id]
-        record.failures, record.retry_after = 0, 0.0
-        record.fetch_ms, record.similarity = fetch_ms, similarity
+        record.failures, record.retry_after, record.fetch_ms = 0, 0.0, fetch_ms
 
     def to_list(self) -> list[dict[str, Any]]:
         return [r.to_dict() for r in self.records.values()]

@@ -48,6 +48,7 @@ DTYPES: dict[str, torch.dtype] = {
     "int32": torch.int32, "int64": torch.int64, "bool": torch.bool,
 }
 _DTYPE_NAMES = {v: k for k, v in DTYPES.items()}
+_ITEMSIZES = {k: torch.empty((), dtype=v).element_size() for k, v in DTYPES.items()}
 _FLOATS = {"float32", "float64", "float16", "bfloat16"}
 
 # Meta fields with a fixed type; other keys are allowed with scalar values (forward compatibility).
@@ -63,6 +64,10 @@ _MAX_TENSORS = 100_000
 _SPARSE_MIN = 64  # below this a mask costs more than it saves
 _BLOCK_PER_PLANE = 4096  # smaller planes share zstd blocks (each block costs a header + table)
 _MAX_DIMS = 16
+# Up to this size numpy's introselect picks the top k 5x faster than torch.topk (per-call overhead);
+# on millions of entries with many ties at the k-th value (a big model's delta after a few steps) it
+# slows 10x, while torch.topk stays steady.
+_SELECT_WITH_NUMPY = 1 << 16
 _MAX_META_STR = 4096
 
 
@@ -164,7 +169,7 @@ def _encode_tensor(name: str, t: torch.Tensor, encoding: str, base: torch.Tensor
     rec: dict[str, Any] = {"name": name, "dtype": dtype_name, "shape": list(t.shape)}
     if dtype_name not in _FLOATS:
         rec.update(codec="raw", data=memoryview(_as_bytes(t)))
-    elif encoding != "topk-delta" and t.numel() >= _SPARSE_MIN and int((t == 0).sum()) * 2 >= t.numel():
+    elif encoding != "topk-delta" and t.numel() >= _SPARSE_MIN and _mostly_zeros(t):
         bits, kept = sparse.split(t)
         rec.update(codec="sparse", mask=bits, **_shuffled(_as_bytes(kept), t.element_size()))
     elif encoding == "fp16" and finite and (t.numel() == 0 or float(t.abs().max()) <= FP16_MAX):
@@ -178,24 +183,36 @@ def _encode_tensor(name: str, t: torch.Tensor, encoding: str, base: torch.Tensor
     return rec
 
 
+def _mostly_zeros(t: torch.Tensor) -> bool:
+    """At least half the entries are exact zeros (a pruned tensor)."""
+    return 2 * int(torch.count_nonzero(t)) <= t.numel()
+
+
 def _int8(t: torch.Tensor) -> dict[str, Any]:
-    x = t.detach().cpu().float()
-    rows = x.reshape(x.shape[0], -1) if x.dim() >= 2 else x.reshape(1, -1)
-    lo = rows.amin(dim=1)
-    scale = (rows.amax(dim=1) - lo) / 255.0
-    safe = torch.where(scale > 0, scale, torch.ones_like(scale))
-    q = ((rows - lo[:, None]) / safe[:, None]).round_().clamp_(0, 255).to(torch.uint8)
-    return {"codec": "int8", "data": memoryview(q.reshape(-1).numpy()),
-            "lo": lo.numpy().tobytes(), "scale": scale.numpy().tobytes()}
+    # numpy rather than torch: a dozen small ops per tensor, and numpy's per-call overhead is lower.
+    x = t.detach().cpu().float().numpy()
+    rows = x.reshape(x.shape[0], -1) if x.ndim >= 2 else x.reshape(1, -1)
+    lo = rows.min(axis=1)
+    scale = (rows.max(axis=1) - lo) / np.float32(255.0)
+    safe = np.where(scale > 0, scale, np.float32(1.0))
+    q = np.rint((rows - lo[:, None]) / safe[:, None])
+    np.clip(q, 0, 255, out=q)
+    return {"codec": "int8", "data": memoryview(q.astype(np.uint8).reshape(-1)),
+            "lo": lo.tobytes(), "scale": scale.tobytes()}
 
 
 def _topk(t: torch.Tensor, base: torch.Tensor, frac: float) -> dict[str, Any]:
     flat = t.detach().cpu().reshape(-1)
-    diff = (flat.double() - base.detach().cpu().reshape(-1).double()).abs()
+    diff = (flat.double() - base.detach().cpu().reshape(-1).double()).abs().numpy()
     k = min(flat.numel(), max(1, math.ceil(frac * flat.numel())))
-    idx = torch.topk(diff, k, sorted=False).indices.sort().values
-    gaps = torch.diff(idx, prepend=idx.new_zeros(1)).numpy().astype("<u4")  # sorted: gaps are >= 0
-    values = flat[idx].contiguous()
+    if len(diff) <= _SELECT_WITH_NUMPY:
+        idx = np.argpartition(diff, len(diff) - k)[len(diff) - k:]
+    else:
+        idx = torch.topk(torch.from_numpy(diff), k, sorted=False).indices.numpy()
+    idx = np.sort(idx)
+    gaps = idx.astype("<u4")
+    gaps[1:] -= gaps[:-1].copy()  # sorted: gaps are >= 0
+    values = flat[torch.from_numpy(idx)].contiguous()
     return {"codec": "topk", "index": gaps.tobytes(), **_shuffled(_as_bytes(values), values.element_size())}
 
 
@@ -268,24 +285,33 @@ def _pack_streamed(head: dict[str, Any], records: list[dict[str, Any]]) -> list[
 
     The big `data` payloads are not copied. Each large byte plane gets zstd blocks of its own: a
     block's Huffman table then fits one kind of byte (exponents compress, low mantissa bytes do not)
-    instead of a mix. Only the encoder does this; the bytes decode the same either way.
+    instead of a mix. Only the encoder does this; the bytes decode the same either way. Everything
+    between payloads is gathered into one piece: each piece costs a hash and a compressor call.
     """
     packer = msgpack.Packer(use_bin_type=True, autoreset=True)
-    pieces: list[Piece] = [(packer.pack_map_header(len(head) + 1), False)]
-    pieces += [(packer.pack(x), False) for kv in head.items() for x in kv]
-    pieces += [(packer.pack("tensors"), False), (packer.pack_array_header(len(records)), False)]
+    pieces: list[Piece] = []
+    small = bytearray(packer.pack_map_header(len(head) + 1))
+    for kv in head.items():
+        small += packer.pack(kv[0]) + packer.pack(kv[1])
+    small += packer.pack("tensors") + packer.pack_array_header(len(records))
     for rec in records:
         data = memoryview(rec.pop("data")).cast("B")
         planes = rec.pop("_planes", 1)
-        pieces.append((packer.pack_map_header(len(rec) + 1), False))
-        pieces += [(packer.pack(x), False) for kv in rec.items() for x in kv]
-        pieces += [(packer.pack("data"), False), (b"\xc6" + len(data).to_bytes(4, "big"), False)]  # bin 32
+        small += packer.pack_map_header(len(rec) + 1)
+        for kv in rec.items():
+            small += packer.pack(kv[0]) + packer.pack(kv[1])
+        small += packer.pack("data") + b"\xc6" + len(data).to_bytes(4, "big")  # bin 32
         plane = len(data) // planes
         if plane >= _BLOCK_PER_PLANE:
-            pieces.append((b"", True))  # end the block holding the record header
+            pieces.append((bytes(small), True))  # end the block holding the record header
             pieces += [(data[i:i + plane], True) for i in range(0, len(data), plane)]
+            small = bytearray()
+        elif len(data) >= _BLOCK_PER_PLANE:
+            pieces += [(bytes(small), False), (data, False)]
+            small = bytearray()
         else:
-            pieces.append((data, False))
+            small += data
+    pieces.append((bytes(small), False))
     return pieces
 
 
@@ -341,7 +367,7 @@ def _decode_tensor(rec: Any, encoding: str, max_size: int) -> tuple[str, torch.T
     if len(shape) > _MAX_DIMS or not valid_dims:
         raise SnapshotError(f"{where} has an invalid shape {shape!r}")
     numel = math.prod(shape)
-    itemsize = torch.empty((), dtype=DTYPES[dtype_name]).element_size()
+    itemsize = _ITEMSIZES[dtype_name]
     if numel * itemsize > max_size:
         raise SnapshotError(f"{where} claims {numel} elements, over the size cap")
     codec = _field(rec, "codec", str, where)
@@ -383,10 +409,10 @@ def _decode_int8(rec: dict, data: bytes, dtype_name: str, shape: list[int], nume
     lo_b, scale_b = _field(rec, "lo", bytes, where), _field(rec, "scale", bytes, where)
     if numel == 0 or len(data) != numel or len(lo_b) != 4 * channels or len(scale_b) != 4 * channels:
         raise SnapshotError(f"{where}: int8 payload sizes do not match shape {shape}")
-    lo = torch.from_numpy(np.frombuffer(lo_b, np.float32).copy())
-    scale = torch.from_numpy(np.frombuffer(scale_b, np.float32).copy())
-    if not (torch.isfinite(lo).all() and torch.isfinite(scale).all() and (scale >= 0).all()):
+    lo, scale = np.frombuffer(lo_b, np.float32), np.frombuffer(scale_b, np.float32)
+    if not (np.isfinite(lo).all() and np.isfinite(scale).all() and (scale >= 0).all()):
         raise SnapshotError(f"{where}: int8 parameters are not finite non-negative numbers")
+    lo, scale = torch.from_numpy(lo.copy()), torch.from_numpy(scale.copy())
     q = torch.from_numpy(np.frombuffer(data, np.uint8).copy()).reshape(channels, -1).float()
     return (q * scale[:, None] + lo[:, None]).reshape(shape).to(DTYPES[dtype_name])
 
@@ -441,7 +467,7 @@ def decode(data: bytes | bytearray | memoryview, *, max_size: int = DEFAULT_MAX_
         if name in tensors or name in sparse:
             raise SnapshotError(f"malformed snapshot: tensor {name!r} appears twice")
         values = value[1] if isinstance(value, tuple) else value
-        if not allow_nonfinite and values.dtype.is_floating_point and not bool(torch.isfinite(values).all()):
+        if not allow_nonfinite and not _finite(values):
             raise SnapshotError(f"tensor {name!r} has NaN or inf values; dropped "
                                 "(pass allow_nonfinite=True to accept it)")
         if isinstance(value, tuple):

@@ -142,3 +142,10 @@ def test_killed_trainer_resumes_from_its_checkpoint_with_the_same_peer_id(tmp_pa
     assert resumed and int(resumed[0].rsplit(" ", 1)[1]) >= before.round - 1
     assert after.round == 6 and after.state == "stopped"
     assert [r for r in events if "test_acc" in r][-1]["merges"] >= 1
+    # A snapshot names as parents exactly the snapshots merged in the round before, even when
+    # their publisher has announced a newer one since.
+    merged = {r["round"]: r["merged_cids"] for r in events if "merged_cids" in r}
+    published = {r["round"]: r["parents"] for r in events if "parents" in r}
+    checked = [rnd for rnd in published if rnd - 1 in merged]
+    assert checked, events
+    assert all(sorted(published[rnd]) == sorted(merged[rnd - 1]) for rnd in checked), (published, merged)

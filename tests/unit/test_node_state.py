@@ -72,7 +72,7 @@ def test_peer_table_backs_off_a_failing_peer_then_forgives_it() -> None:
     table.fold(dataclasses.replace(ann("p1", 2), cid=OTHER_CID), now=now)
     assert table.candidates(now=now + 1) == []  # failing again and again: not even a new snapshot
     assert [r.peer_id for r in table.candidates(now=now + BACKOFF_S + 1)] == ["p1"]
-    table.fetch_succeeded("p1", 12.0, 0.5)
+    table.fetch_succeeded("p1", 12.0)
     assert table.records["p1"].failures == 0
 
 
