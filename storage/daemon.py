@@ -7,6 +7,7 @@ The repo survives `stop()`, so a daemon can be restarted on it (same peer id, sa
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -29,6 +30,7 @@ log = logging.getLogger(__name__)
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_JSIPFS = REPO_ROOT / "tools" / "ipfs" / "node_modules" / ".bin" / "jsipfs"
 READY_TIMEOUT_S = 60.0
+PORT_ATTEMPTS = 3
 STOP_TIMEOUT_S = 10.0
 
 
@@ -36,11 +38,23 @@ class DaemonError(StoreUnavailable):
     """A private IPFS daemon could not be started."""
 
 
+class PortTaken(DaemonError):
+    """A port picked for the daemon was taken by another process before the daemon listened on it."""
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that is free now (the OS picks it)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_ports(1)[0]
+
+
+def free_ports(n: int) -> list[int]:
+    """`n` distinct TCP ports on 127.0.0.1 that are free now: held open together while the OS picks,
+    since one closed before the next is picked can be handed out twice."""
+    with contextlib.ExitStack() as stack:
+        socks = [stack.enter_context(socket.socket()) for _ in range(n)]
+        for sock in socks:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in socks]
 
 
 def _daemon_command() -> tuple[str, list[str]]:
@@ -57,13 +71,13 @@ def _daemon_command() -> tuple[str, list[str]]:
     return "jsipfs", [str(jsipfs)]
 
 
-def _config(api: int, swarm: int, gateway: int) -> dict:
+def _config(api: int, swarm: int, gateway: int, rpc: int) -> dict:
     return {
         "Addresses": {
             "Swarm": [f"/ip4/127.0.0.1/tcp/{swarm}"],
             "API": f"/ip4/127.0.0.1/tcp/{api}",
             "Gateway": f"/ip4/127.0.0.1/tcp/{gateway}",
-            "RPC": f"/ip4/127.0.0.1/tcp/{free_port()}",
+            "RPC": f"/ip4/127.0.0.1/tcp/{rpc}",
             "Announce": [],
             "NoAnnounce": [],
             "Delegates": [],
@@ -113,6 +127,7 @@ class IpfsDaemon:
     kind: str = ""
     peer_id: str = ""
     owns_repo: bool = False
+    log_start: int = 0  # where this launch's output begins in daemon.log (it keeps earlier launches')
     proc: subprocess.Popen | None = field(default=None, repr=False)
 
     @classmethod
@@ -124,16 +139,23 @@ class IpfsDaemon:
         owns = repo is None
         path = Path(tempfile.mkdtemp(prefix="swarm-ipfs-")) if repo is None else Path(repo)
         path.mkdir(parents=True, exist_ok=True)
-        ports = _configured_ports(path / "repo" / "config") or (free_port(), free_port(), free_port())
-        daemon = cls(path, *ports, owns_repo=owns)
-        try:
-            daemon._launch(timeout)
-        except BaseException:
-            daemon.stop()
-            if owns:
-                shutil.rmtree(path, ignore_errors=True)
-            raise
-        return daemon
+        configured = _configured_ports(path / "repo" / "config")
+        attempt = 1
+        while True:
+            daemon = cls(path, *(configured or free_ports(3)), owns_repo=owns)
+            try:
+                daemon._launch(timeout)
+                return daemon
+            except BaseException as exc:
+                daemon.stop()
+                # Another process took a port between picking and listening: a fresh repo picks again.
+                if isinstance(exc, PortTaken) and configured is None and attempt < PORT_ATTEMPTS:
+                    shutil.rmtree(path / "repo", ignore_errors=True)
+                    attempt += 1
+                    continue
+                if owns:
+                    shutil.rmtree(path, ignore_errors=True)
+                raise
 
     @property
     def api_multiaddr(self) -> str:
@@ -158,10 +180,13 @@ class IpfsDaemon:
                 self._init_kubo(exe, env)
         else:
             cfg = self.repo / "init-config.json"
-            cfg.write_text(json.dumps(_config(self.api_port, self.swarm_port, self.gateway_port)))
+            ports = (self.api_port, self.swarm_port, self.gateway_port)
+            rpc = next(p for p in free_ports(4) if p not in ports)
+            cfg.write_text(json.dumps(_config(*ports, rpc)))
             argv = [*exe, "daemon", "--init-profile", "test", "--init-config", str(cfg),
                     "--enable-preload=false"]
         logfile = open(self.repo / "daemon.log", "ab")  # noqa: SIM115 - the child keeps writing to it
+        self.log_start = logfile.tell()
         try:
             self.proc = subprocess.Popen(argv, env=env, stdout=logfile, stderr=subprocess.STDOUT,
                                          stdin=subprocess.DEVNULL, start_new_session=True)
@@ -173,7 +198,8 @@ class IpfsDaemon:
     def _init_kubo(self, exe: list[str], env: dict[str, str]) -> None:
         subprocess.run([*exe, "init", "--profile", "test"], env=env, check=True, capture_output=True,
                        timeout=60)
-        settings = {**{k: v for k, v in _flatten(_config(self.api_port, self.swarm_port, self.gateway_port))
+        config = _config(self.api_port, self.swarm_port, self.gateway_port, rpc=0)  # Kubo has no RPC address
+        settings = {**{k: v for k, v in _flatten(config)
                        if not k.startswith(("Discovery.webRTCStar", "Addresses.RPC"))}, **_KUBO_EXTRA}
         for key, value in settings.items():
             subprocess.run([*exe, "config", "--json", key, json.dumps(value)], env=env, check=True,
@@ -184,6 +210,12 @@ class IpfsDaemon:
         while time.monotonic() < deadline:
             if self.proc is None or self.proc.poll() is not None:
                 raise DaemonError(f"IPFS daemon exited during start-up; see {self.repo / 'daemon.log'}")
+            with open(self.repo / "daemon.log", "rb") as logfile:
+                logfile.seek(self.log_start)
+                port_taken = b"address already in use" in logfile.read()
+            if port_taken:
+                raise PortTaken(f"a port of the IPFS daemon was taken by another process; see "
+                                f"{self.repo / 'daemon.log'}")
             try:
                 self.peer_id = _api_post(self.api_port, "id", timeout=2)["ID"]
                 return

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -24,6 +25,7 @@ from storage import (
     decode,
     encode,
 )
+from storage import daemon as daemon_module
 
 # ipfshttpclient passes a parameter urllib3 deprecates; harmless here.
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")
@@ -144,3 +146,29 @@ def test_new_daemon_on_existing_repo_keeps_identity_ports_and_pins(tmp_path: Pat
     finally:
         second.stop()
     assert not second.running
+
+
+def test_a_port_taken_before_the_daemon_listens_is_picked_again(tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    # Ports are picked free, then the daemon binds them: another process can take one in between.
+    real_free_ports = daemon_module.free_ports
+    picks: list[list[int]] = []
+
+    def free_ports(n: int) -> list[int]:
+        ports = real_free_ports(n)
+        if n == 3 and not picks:
+            ports[0] = squatter.getsockname()[1]  # the API port of the first attempt is taken
+        if n == 3:
+            picks.append(ports)
+        return ports
+
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        monkeypatch.setattr(daemon_module, "free_ports", free_ports)
+        started = time.monotonic()
+        with IpfsDaemon.start(tmp_path / "ipfs") as daemon:
+            assert len(picks) == 2 and daemon.api_port == picks[1][0] != squatter.getsockname()[1]
+            store = IpfsStore(daemon.api_multiaddr, timeout=20)
+            assert store.get(store.put(b"after a second pick")) == b"after a second pick"
+        assert time.monotonic() - started < 45  # detected at once, not after the 60 s readiness wait
