@@ -61,7 +61,7 @@ class AnnounceValidator:
         self.policy = policy or ValidationPolicy()
         self._clock = clock
         self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()  # peer -> (tokens, last)
-        self._seen: OrderedDict[tuple[str, str, int], float] = OrderedDict()  # key -> expiry
+        self._seen: OrderedDict[tuple[str, str, int, str], float] = OrderedDict()  # key -> expiry
         self._rejects: Counter[str] = Counter()
         self._lock = threading.Lock()
         self._strikes: OrderedDict[str, _Strikes] = OrderedDict()
@@ -120,7 +120,7 @@ class AnnounceValidator:
         if ann.timestamp > now + self.policy.max_future_s:
             raise _Reject("future", f"timestamp {ann.timestamp - now:.0f} s ahead; check the clock")
         self._forget_expired(now)
-        key = (ann.publisher, ann.cid, ann.round)
+        key = (ann.publisher, ann.cid, ann.round, ann.role)  # a goodbye repeats the last cid and round
         if key in self._seen:
             raise _Reject("replayed", f"cid {ann.cid[-8:]} round {ann.round} seen before")
         if not self._take_token(signer, now):

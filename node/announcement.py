@@ -59,6 +59,11 @@ def _cid_problem(value: str) -> str:
     return ""
 
 
+# The role of the last announcement a node sends when it shuts down cleanly: its snapshots are no
+# longer served by it, so peers stop choosing it instead of each waiting out a fetch timeout.
+LEAVING = "leaving"
+
+
 @dataclass(frozen=True)
 class Announcement:
     """One snapshot offered to the swarm. `publisher` is the libp2p peer id (base58) that signs it."""

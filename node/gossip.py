@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import queue
 import threading
 import time
@@ -38,6 +39,7 @@ log = logging.getLogger(__name__)
 
 MAX_EVENTS = 200
 OUTBOX_SIZE = 1000
+SEND_GRACE_S = 0.5  # on stop, after the last publish: time for py-libp2p to write it to the peers
 
 
 class GossipError(RuntimeError):
@@ -61,6 +63,7 @@ class GossipConfig:
     inbox_size: int = 10_000
     start_timeout_s: float = 30.0
     stop_timeout_s: float = 10.0
+    flush_timeout_s: float = 2.0  # on stop: how long announcements still queued may take to go out
     on_announcement: Callable[[Announcement], None] | None = None
 
 
@@ -83,6 +86,7 @@ class GossipService:
         self._cancel: trio.CancelScope | None = None
         self._outbox: trio.MemorySendChannel[bytes] | None = None
         self._ready = threading.Event()
+        self._flushed = threading.Event()  # the send loop has sent all that was queued before stop()
         self._error: BaseException | None = None
 
     # -- public, thread-safe ------------------------------------------------------------------------
@@ -110,9 +114,13 @@ class GossipService:
             raise GossipStartError(f"cannot listen on {self.config.listen}: {self._error}") from None
 
     def stop(self) -> None:
-        """Close the host and wait for the thread (bounded by stop_timeout_s). Idempotent."""
+        """Send what is queued (bounded by flush_timeout_s), close the host and wait for the thread
+        (bounded by stop_timeout_s). Idempotent."""
         token, cancel = self._token, self._cancel
         if token is not None and cancel is not None:
+            with contextlib.suppress(trio.RunFinishedError):
+                token.run_sync_soon(self._close_outbox)
+                self._flushed.wait(self.config.flush_timeout_s)
             with contextlib.suppress(trio.RunFinishedError):
                 token.run_sync_soon(cancel.cancel)
         if self._thread is not None:
@@ -217,14 +225,25 @@ class GossipService:
         except (trio.WouldBlock, trio.ClosedResourceError):
             self._count("publish_dropped")
 
+    def _close_outbox(self) -> None:
+        if self._outbox is None:
+            self._flushed.set()
+        else:
+            self._outbox.close()  # the send loop ends once it has sent what is queued
+
     async def _send_loop(self, pubsub: Any, receive: trio.MemoryReceiveChannel[bytes]) -> None:
+        last_published = -math.inf
         async for data in receive:
             try:
                 await pubsub.publish(self.topic, data)
                 self._count("published")
+                last_published = trio.current_time()
             except Exception as e:  # keep serving; one failed publish must not end the service
                 self._count("publish_failed")
                 log.warning("publish failed: %s: %s", type(e).__name__, e)
+        # py-libp2p's publish returns before the message is on the wire: give it time to leave.
+        await trio.sleep_until(last_published + SEND_GRACE_S)
+        self._flushed.set()
 
     async def _receive_loop(self, sub: Any) -> None:
         # Drained in its own task: py-libp2p drops silently once 32 messages wait in a subscription.

@@ -22,16 +22,16 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
 from node import checkpoint
-from node.announcement import MAX_PRIORS, Announcement
+from node.announcement import LEAVING, MAX_PRIORS, Announcement, AnnouncementError
 from node.config import NodeConfig
-from node.gossip import GossipConfig, GossipService
+from node.gossip import GossipConfig, GossipError, GossipService
 from node.ipfs_setup import open_ipfs
 from node.learner import Learner, StateDict, load_shard
-from node.peers import PeerRecord, PeerTable
+from node.peers import SNAPSHOT_ROLES, PeerRecord, PeerTable
 from node.status import STATUS_FILE, NodeStatus, PeerRow, short_id
 from storage import IpfsDaemon, IpfsStore, Snapshot, StoreError, decode, encode, schema_fingerprint
 from storage.atomic import write_atomic
@@ -114,6 +114,7 @@ class Node:
         self.learner: Learner | None = None
         self.table: PeerTable | None = None
         self.own_cids: list[str] = []
+        self.last_announced: Announcement | None = None
         self.keyframe: tuple[str, StateDict] | None = None
         self.bases: OrderedDict[str, StateDict] = OrderedDict()
         self.ipfs_dialled: dict[str, float] = {}  # address -> when to dial it again (inf: connected)
@@ -198,10 +199,23 @@ class Node:
         self.ipfs_pool.shutdown(wait=False, cancel_futures=True)
         self.train_pool.shutdown(wait=False, cancel_futures=True)
         if self.gossip is not None:
+            self.say_goodbye()
             self.gossip.stop()
         if self.daemon is not None:
             self.daemon.stop()
         self.event("stopped")
+
+    def say_goodbye(self) -> None:
+        """Tell the swarm this node's snapshots are no longer served by it (best effort: a peer that
+        misses it waits out one fetch timeout, as for a node that crashed)."""
+        assert self.gossip is not None
+        if self.last_announced is None:
+            return
+        goodbye = replace(self.last_announced, role=LEAVING, timestamp=time.time())
+        try:
+            self.gossip.publish(goodbye)
+        except (GossipError, AnnouncementError) as exc:
+            log.warning("could not say goodbye to the swarm: %s", exc)
 
     # -- the loop ------------------------------------------------------------------------------------
 
@@ -302,6 +316,7 @@ class Node:
                            role=self.cfg.role, addrs=tuple(self._ipfs_addrs()))
         with self.timer("announce"):
             self.gossip.publish(ann)
+        self.last_announced = ann
         return ann
 
     def _ipfs_addrs(self) -> list[str]:
@@ -316,6 +331,8 @@ class Node:
     def fold(self) -> None:
         assert self.gossip is not None and self.table is not None
         for ann in self.gossip.drain():
+            if ann.role == LEAVING:
+                self.event(f"{short_id(ann.publisher)} left the swarm", peer_left=ann.publisher)
             reason = self.table.fold(ann)
             if reason is not None and not reason.startswith("stale"):
                 self.event(f"skipped announcement of {short_id(ann.publisher)}: {reason}")
@@ -457,7 +474,7 @@ class Node:
         for ann in anns:
             self.table.fold(ann)
         if self.cfg.role == "pinner":
-            self.pin_newest([a for a in anns if a.publisher != self.table.me])
+            self.pin_newest([a for a in anns if a.publisher != self.table.me and a.role in SNAPSHOT_ROLES])
         self.publish_status()
 
     def pin_newest(self, anns: list[Announcement]) -> None:

@@ -15,7 +15,8 @@ from node.announcement import Announcement
 
 MAX_FAILURES_BEFORE_BACKOFF = 3
 BACKOFF_S = 30.0
-# Roles whose announcements offer a model to merge: trainers, and `swarm-node publish` seeds.
+# Roles whose announcements offer a model to merge: trainers, and `swarm-node publish` seeds. A peer
+# whose newest announcement says it is leaving (node.announcement.LEAVING) is no longer a candidate.
 SNAPSHOT_ROLES = ("trainer", "seed")
 
 

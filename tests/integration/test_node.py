@@ -149,3 +149,30 @@ def test_killed_trainer_resumes_from_its_checkpoint_with_the_same_peer_id(tmp_pa
     checked = [rnd for rnd in published if rnd - 1 in merged]
     assert checked, events
     assert all(sorted(published[rnd]) == sorted(merged[rnd - 1]) for rnd in checked), (published, merged)
+
+
+def test_a_peer_that_leaves_says_so_and_is_not_fetched_from_again(tmp_path: Path,
+                                                                   procs: list[Child]) -> None:
+    boot = Bootstrap(SWARM, tmp_path / "boot")
+    procs.append(boot)
+    stayer_cfg = trainer(tmp_path, "stayer", boot.addr, 0, 2, rounds=0, fetch_timeout_s=5.0)  # until stopped
+    leaver_cfg = trainer(tmp_path, "leaver", boot.addr, 1, 2, rounds=3)
+    stayer = Child(join_argv(stayer_cfg), tmp_path / "stayer.log")
+    procs.append(stayer)
+    leaver = Child(join_argv(leaver_cfg), tmp_path / "leaver.log")
+    procs.append(leaver)
+    assert leaver.proc.wait(240) == 0, leaver.log_path.read_text()[-2000:]
+    events: list[dict] = []
+
+    def rounds_since_the_goodbye() -> int:
+        events.extend(records_of(stayer))
+        left = next((i for i, r in enumerate(events) if "peer_left" in r), None)
+        return -1 if left is None else sum("round_timings" in r for r in events[left:])
+
+    wait_until(lambda: rounds_since_the_goodbye() >= 3, 120, "the stayer to hear the goodbye and train on")
+    left = next(i for i, r in enumerate(events) if "peer_left" in r)
+    assert events[left]["peer_left"] == read_status(leaver_cfg.data_dir).peer_id
+    # The round under way when the goodbye arrived may have chosen the leaver already; no later one does.
+    end_of_that_round = next(i for i in range(left, len(events)) if "round_timings" in events[i])
+    later = events[end_of_that_round + 1:]
+    assert not [r for r in later if r["event"].startswith("fetch") or "merged" in r], later
