@@ -207,7 +207,8 @@ class Node:
 
     def say_goodbye(self) -> None:
         """Tell the swarm this node's snapshots are no longer served by it (best effort: a peer that
-        misses it waits out one fetch timeout, as for a node that crashed)."""
+        misses it goes on choosing this node, as for one that crashed, until its last announcement
+        is too old)."""
         assert self.gossip is not None
         if self.last_announced is None:
             return
@@ -356,8 +357,10 @@ class Node:
             ann, started = self.table.records[peer_id].announcement, exchange.downloads.get(peer_id)
             if started is None or started[0].cid != ann.cid:
                 newer.append(ann)
+                if started is not None:
+                    started[1].cancel()  # superseded: dropped, and not started if still queued
         for ann, download in zip(newer, self._ipfs_calls(self._download, newer), strict=True):
-            exchange.downloads[ann.publisher] = (ann, download)  # an older one still running is dropped
+            exchange.downloads[ann.publisher] = (ann, download)
 
     def train_following(self, exchange: Exchange, max_steps: int | None) -> TrainStats:
         """Train on the training thread; meanwhile fold announcements and follow the exchange."""
@@ -375,12 +378,12 @@ class Node:
         assert self.learner is not None and self.table is not None
         learner, view = self.learner, exchange.view
         with self.timer("fetch"):  # only what training and publishing did not hide
-            results = {p: download.result() for p, (_, download) in exchange.downloads.items()}
+            wait([download for _, download in exchange.downloads.values()])
         anns = {p: ann for p, (ann, _) in exchange.downloads.items()}
         states: dict[str, StateDict] = {}
         scores: dict[str, float] = {}
-        for peer_id, (fetched, seconds) in results.items():
-            state = self.check(anns[peer_id], fetched, seconds)
+        for peer_id, (ann, download) in exchange.downloads.items():
+            state = self.check(ann, *download.result())
             if state is None:
                 continue
             with self.timer("score"):
