@@ -13,6 +13,10 @@ would; the trainer's median round time is compared with the same swarm without t
 
     nice -n 10 .venv/bin/python bench/hostile.py                  # both parts (~12 min on 2 cores)
     nice -n 10 .venv/bin/python bench/hostile.py --part flood     # one part
+    nice -n 10 .venv/bin/python bench/hostile.py --part poison --scenario robust --repeat 3
+
+A peer that exits with an error (or does not finish) gets the tail of its log printed at once, and the
+summary at the end names every such peer and its scenario; the bench then exits with 1.
 """
 
 from __future__ import annotations
@@ -46,6 +50,10 @@ from node.status import read_status_or_none
 from storage import IpfsDaemon, IpfsStore, encode, schema_fingerprint
 
 ATTACKS = ("nan", "inf", "wrong-shape", "huge-norm", "sign-flip")
+LOG_TAIL_LINES = 30
+# A node's private IPFS daemon writes here (node.ipfs_setup.start_private, storage.daemon): a node that
+# could not start it says only "see <this file>", and the file goes with the bench's temporary directory.
+DAEMON_LOG = Path("ipfs") / "daemon.log"
 STALE_S = 5.0  # the flooder's wait for a (busy) victim's pubsub hello before it redials
 SWARM = "hostile"
 
@@ -163,10 +171,43 @@ def honest_swarm(root: Path, configs: list[NodeConfig], boot: Bootstrap) -> Iter
             stop_leftover_daemon(cfg.data_dir)  # a SIGKILLed node leaves its daemon running
 
 
+@dataclass(frozen=True)
+class Scenario:
+    """One poison run: with or without the attackers, and how the honest peers merge."""
+
+    label: str
+    attack: bool
+    merge: str
+    clip_norm: float
+    merge_guard: bool
+
+
+# "defaults" is what a node does unless told otherwise: the mean with the merge guard.
+SCENARIOS = {"defaults": Scenario("no attack, defaults (mean + guard)", False, "mean", 0.0, True),
+             "attack-defaults": Scenario("attack, defaults (mean + guard)", True, "mean", 0.0, True),
+             "mean": Scenario("no attack, mean, no guard", False, "mean", 0.0, False),
+             "attack-mean": Scenario("attack, mean, no guard", True, "mean", 0.0, False),
+             "attack-robust": Scenario("attack, median + clip 5, no guard", True, "median", 5.0, False),
+             "robust": Scenario("no attack, median + clip 5, no guard", False, "median", 5.0, False)}
+
+
+def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
+    """The last `lines` lines of a peer's log (its stderr). Read while the bench's temporary directory
+    still exists: afterwards the log is gone, and with it the only trace of why the peer failed."""
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError as exc:
+        return f"(no log: {exc})"
+
+
 @dataclass
 class Outcome:
-    """Everything one honest peer printed (its JSON event lines) and its exit code."""
+    """Everything one honest peer printed (its JSON event lines), its exit code (None: it did not
+    finish in time and was killed) and where its log is."""
 
+    name: str = ""
+    log_path: Path | None = None
+    data_dir: Path | None = None
     records: list[dict[str, Any]] = field(default_factory=list)
     exit_code: int | None = None
     cpu_s: float = 0.0  # user + system CPU of the node process, last sampled shortly before it exited
@@ -186,6 +227,25 @@ class Outcome:
     def events(self, needle: str) -> list[str]:
         return [r["event"] for r in self.records if needle in r.get("event", "")]
 
+    @property
+    def peer(self) -> str:
+        """Its short peer id, as the other peers' events name it ("-" until its gossip host is up)."""
+        return next((r["peer"] for r in reversed(self.records) if r.get("peer", "-") != "-"), "?")
+
+    @property
+    def failed(self) -> bool:
+        return self.exit_code != 0
+
+    def failure(self) -> str:
+        """What went wrong, for a failed peer: its exit, its last events and the tail of its log."""
+        how = "did not finish in time" if self.exit_code is None else f"exited with code {self.exit_code}"
+        events = "\n".join(f"  {r.get('event', '')}" for r in self.records[-5:]) or "  (none)"
+        tail = log_tail(self.log_path) if self.log_path else "(no log)"
+        text = f"{self.name} (peer {self.peer}) {how}; its last events:\n{events}\nits log ends:\n{tail}"
+        if self.data_dir and (self.data_dir / DAEMON_LOG).exists():
+            text += f"\nits IPFS daemon's log ends:\n{log_tail(self.data_dir / DAEMON_LOG)}"
+        return text
+
 
 def drain(child: Child, outcome: Outcome) -> None:
     while not child.lines.empty():
@@ -193,12 +253,12 @@ def drain(child: Child, outcome: Outcome) -> None:
             outcome.records.append(json.loads(child.lines.get_nowait()))
 
 
-def finish(children: list[Child], timeout: float) -> list[Outcome]:
-    outcomes = [Outcome() for _ in children]
+def finish(children: list[Child], data_dirs: list[Path], timeout: float) -> list[Outcome]:
+    """Each child's outcome once all have exited or `timeout` is over; one still running then keeps
+    exit_code None (the caller kills it) so that the others' results and its log are still reported."""
+    outcomes = [Outcome(d.name, c.log_path, d) for c, d in zip(children, data_dirs, strict=True)]
     deadline = time.monotonic() + timeout
-    while any(c.proc.poll() is None for c in children):
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"honest peers did not finish within {timeout:.0f} s")
+    while any(c.proc.poll() is None for c in children) and time.monotonic() < deadline:
         for child, outcome in zip(children, outcomes, strict=True):
             drain(child, outcome)
             with contextlib.suppress(OSError):  # gone: keep its last sample
@@ -207,24 +267,37 @@ def finish(children: list[Child], timeout: float) -> list[Outcome]:
     time.sleep(0.5)  # the reader threads hand over the last lines
     for child, outcome in zip(children, outcomes, strict=True):
         drain(child, outcome)
-        outcome.exit_code = child.proc.returncode
+        outcome.exit_code = child.proc.poll()
     return outcomes
 
 
-def poison_run(root: Path, *, attack: bool, merge: str, clip_norm: float, nodes: int, rounds: int,
-               attack_every_s: float = 5.0,
+def report_failures(scenario: str, outcomes: list[Outcome]) -> list[str]:
+    """Print each failed peer's log tail now (the logs live in a temporary directory) and return one
+    summary line per failed peer."""
+    summary = []
+    for outcome in outcomes:
+        if outcome.failed:
+            print(f"[{scenario}] {outcome.failure()}", flush=True)
+            how = "did not finish" if outcome.exit_code is None else f"exit code {outcome.exit_code}"
+            summary.append(f"{scenario}: {outcome.name} (peer {outcome.peer}) {how}")
+    return summary
+
+
+def poison_run(root: Path, *, attack: bool, merge: str, clip_norm: float, merge_guard: bool, nodes: int,
+               rounds: int, attack_every_s: float = 5.0,
                probe: Callable[[list[NodeConfig], list[Child]], Any] | None = None) -> dict:
     """One honest swarm to the end; `probe(configs, children)` runs once while it is up (tests)."""
     root.mkdir(parents=True, exist_ok=True)
     boot = Bootstrap(SWARM, root / "boot")
     try:
-        configs = [honest_config(root, boot.addr, i, nodes, merge=merge, clip_norm=clip_norm, rounds=rounds)
+        configs = [honest_config(root, boot.addr, i, nodes, merge=merge, clip_norm=clip_norm,
+                                 merge_guard=merge_guard, rounds=rounds)
                    for i in range(nodes)]
         attackers = (Attackers(root / "attackers", boot.addr, configs[0], every_s=attack_every_s)
                      if attack else None)
         with attackers or contextlib.nullcontext(), honest_swarm(root, configs, boot) as children:
             probed = probe(configs, children) if probe else None
-            outcomes = finish(children, 1200)
+            outcomes = finish(children, [c.data_dir for c in configs], 1200)
     finally:
         kill_all([boot])
     accs = [o.test_acc for o in outcomes if o.test_acc is not None]
@@ -317,7 +390,7 @@ def flood_run(root: Path, *, flooding: bool, rounds: int, per_s: float, redial_s
             if flooding:
                 thread.start()
             try:
-                outcomes = finish(children[:1], 1200)
+                outcomes = finish(children[:1], [configs[0].data_dir], 1200)
                 partner_running = children[1].proc.poll() is None
             finally:
                 stop.set()
@@ -334,34 +407,46 @@ def flood_run(root: Path, *, flooding: bool, rounds: int, per_s: float, redial_s
     return {"flooding": flooding, "median_round_s": statistics.median(times) if times else float("nan"),
             "rounds": len(victim.round_timings), "exit_code": victim.exit_code,
             "partner_running": partner_running, "cpu_s": victim.cpu_s,
-            "victim_log_tail": "" if victim.exit_code == 0 else "\n".join(log.splitlines()[-15:]),
+            "victim": victim,
             "test_acc": victim.test_acc, **flooded,
             "rejected": int(rejected[-1]) if rejected else 0, "bans": log.count(" banned for ")}
+
+
+def poison_part(root: Path, scenarios: list[str], repeat: int, nodes: int, rounds: int) -> list[str]:
+    """The poison table, one row per run; returns the summary lines of the peers that failed."""
+    failures = []
+    print("| run | honest test acc (mean) | min | max | exit codes | attacker announcements |")
+    print("|---|---:|---:|---:|---|---|")
+    for i, name in enumerate(name for _ in range(repeat) for name in scenarios):
+        s = SCENARIOS[name]
+        r = poison_run(root / f"poison-{i}", attack=s.attack, merge=s.merge, clip_norm=s.clip_norm,
+                       merge_guard=s.merge_guard, nodes=nodes, rounds=rounds)
+        accs = r["accs"] or [float("nan")]
+        print(f"| {s.label} | {statistics.fmean(accs):.3f} | {min(accs):.3f} | {max(accs):.3f} | "
+              f"{r['exit_codes']} | {json.dumps(r['published'])} |", flush=True)
+        failures += report_failures(f"{s.label} (run {i + 1})", r["outcomes"])
+    return failures
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--part", choices=("poison", "flood", "both"), default="both")
+    p.add_argument("--scenario", action="append", choices=tuple(SCENARIOS),
+                   help="poison scenario to run, repeatable (default: all four, in this order: "
+                   f"{', '.join(f'{k} = {s.label}' for k, s in SCENARIOS.items())})")
+    p.add_argument("--repeat", type=int, default=1, help="run the chosen poison scenarios this many times")
     p.add_argument("--nodes", type=int, default=4)
     p.add_argument("--rounds", type=int, default=6)
     p.add_argument("--flood-per-s", type=float, default=300.0)
     p.add_argument("--flood-redial-s", type=float, default=1.0, help="flooder's redial interval when cut off")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
+    failures: list[str] = []
     with tempfile.TemporaryDirectory(prefix="bench-hostile-") as work:
         root = Path(work)
         if args.part in ("poison", "both"):
-            runs = [("no attack, mean", False, "mean", 0.0), ("attack, mean", True, "mean", 0.0),
-                    ("attack, median + clip 5", True, "median", 5.0),
-                    ("no attack, median + clip 5", False, "median", 5.0)]
-            print("| run | honest test acc (mean) | min | max | exit codes | attacker announcements |")
-            print("|---|---:|---:|---:|---|---|")
-            for i, (label, attack, merge, clip) in enumerate(runs):
-                r = poison_run(root / f"poison-{i}", attack=attack, merge=merge, clip_norm=clip,
-                               nodes=args.nodes, rounds=args.rounds)
-                accs = r["accs"] or [float("nan")]
-                print(f"| {label} | {statistics.fmean(accs):.3f} | {min(accs):.3f} | {max(accs):.3f} | "
-                      f"{r['exit_codes']} | {json.dumps(r['published'])} |", flush=True)
+            failures += poison_part(root, args.scenario or list(SCENARIOS), args.repeat, args.nodes,
+                                    args.rounds)
         if args.part in ("flood", "both"):
             print("\n| run | median round s (victim) | victim CPU s | rounds | announcements sent | flooder "
                   "redials | rejected by victim | bans | victim test acc | victim exit, partner alive |")
@@ -374,10 +459,10 @@ def main(argv: list[str] | None = None) -> int:
                       f"{r['sent']} | {r['redials']} | {r['rejected']} | {r['bans']} | {r['test_acc']} | "
                       f"{r['exit_code']}, {r['partner_running']} |",
                       flush=True)
-                if r["victim_log_tail"]:
-                    print(f"victim exited with {r['exit_code']}; its log ends:\n{r['victim_log_tail']}",
-                          flush=True)
-    return 0
+                failures += report_failures(label, [r["victim"]])
+    summary = "\n".join(f"- {f}" for f in failures)
+    print(f"\nfailed peers:\n{summary}" if failures else "\nevery peer exited 0", flush=True)
+    return 1 if failures else 0
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
 """Checkpoints: everything a node needs to resume after `kill -9`, written atomically every round.
 
 A checkpoint holds the model and optimizer state, the round, the peer table, the strategy state
-(DAC priors, PANM bag) and the privacy accountant. It is loaded with `weights_only=True`: a
-checkpoint file is data, never code.
+(DAC priors, PANM bag), the privacy accountant and the best model on the validation split so far.
+It is loaded with `weights_only=True`: a checkpoint file is data, never code.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ class Checkpoint:
     peers: list[dict[str, Any]] = field(default_factory=list)
     privacy: dict[str, Any] = field(default_factory=dict)
     last_cid: str = ""
+    best: dict[str, Any] = field(default_factory=dict)  # the best model on validation: model, loss, round
 
 
 def save(data_dir: Path, checkpoint: Checkpoint) -> None:

@@ -51,10 +51,12 @@ class NodeConfig:
     strategy: str = "dac"
     similarity: str = "inverse-loss"
     neighbours: int = 2
-    tau: float = 30.0
+    tau: float = 0.0  # 0: the similarity metric's default temperature
+    explore_unknown: bool = True
     encoding: str = "fp32"
     merge: str = "mean"
     clip_norm: float = 0.0  # > 0: clip each peer's distance to my weights before merging (0: off)
+    merge_guard: bool = True
     device: str = "auto"
     rounds: int = 0
     local_epochs: int = 1

@@ -28,13 +28,13 @@ STOP_TIMEOUT_S = 15.0
 @dataclass
 class DemoSettings:
     nodes: int = 4
-    rounds: int = 10
+    rounds: int = 20
     dataset: str = "fashion-mnist"
     partition: str = "rotation"
     samples_per_client: int = 400
     strategy: str = "dac"
     similarity: str = "inverse-loss"
-    neighbours: int = 1
+    neighbours: int = 2
     encoding: str = "fp32"
     local_epochs: int = 1
     lr: float = 1e-3
@@ -52,7 +52,8 @@ class PeerOutcome:
     peer_id: str = ""
     cluster: int = -1
     test_acc: float | None = None
-    local_acc: float | None = None
+    alone_acc: float | None = None
+    gain: float | None = None  # test_acc - alone_acc
     bytes_in: int = 0
     bytes_out: int = 0
     merges: int = 0
@@ -75,7 +76,7 @@ def join_argv(cfg: NodeConfig) -> list[str]:
     for name, value in vars(cfg).items():
         flag = "--" + name.replace("_", "-")
         if isinstance(value, bool):
-            argv += [flag] if value else []
+            argv += [flag if value else "--no-" + flag[2:]]
         elif isinstance(value, list):
             for item in value:
                 argv += [flag, str(item)]
@@ -102,20 +103,37 @@ def collect(child: Child, outcome: PeerOutcome) -> None:
 
 
 def local_baseline(cfg: NodeConfig) -> float:
-    """Test accuracy of the same shard, same init and same batches, trained alone for as many rounds."""
+    """Test accuracy of the same shard trained alone by the same protocol as a swarm peer: same init,
+    batches, rounds and optimizer resets, and the best model on the validation split is the one tested."""
     from node.learner import Learner, load_shard
     from swarm.models import pick_device
 
     learner = Learner(replace(cfg, strategy="local"), load_shard(cfg), pick_device(cfg.device))
-    for _ in range(cfg.rounds):
+    for round_ in range(1, cfg.rounds + 1):
         learner.train(cfg.max_steps_per_round or None)
-    return learner.evaluate("test")[1]
+        learner.judge(round_)
+    return learner.best_test_accuracy()
+
+
+def verdict(outcomes: list[PeerOutcome]) -> str:
+    """One line: how many peers gained, and the worst loss against training alone."""
+    return gains_verdict([o.gain for o in outcomes if o.gain is not None])
+
+
+def gains_verdict(gains: list[float], tolerance: float = 0.01) -> str:
+    if not gains:
+        return "no peer has both a swarm and an alone accuracy"
+    lost = sum(g < -tolerance - 1e-9 for g in gains)  # a difference printed as -0.010 is within it
+    tail = (f"none lost more than {tolerance:.2f}" if not lost
+            else f"{lost} lost more than {tolerance:.2f} (worst {min(gains):+.3f})")
+    mean = statistics.fmean(gains)
+    return f"{sum(g > 0 for g in gains)} of {len(gains)} peers gained (mean {mean:+.3f}), {tail}"
 
 
 def run_demo(s: DemoSettings, *, on_tick: Any = None,
              baseline: bool = True) -> tuple[list[PeerOutcome], float]:
     """Run the swarm; `on_tick(statuses)` is called about twice a second with each peer's status.
-    With `baseline`, each shard is then also trained alone for comparison (`local_acc`)."""
+    With `baseline`, each shard is then also trained alone for comparison (`alone_acc`, `gain`)."""
     workdir = s.workdir or Path(tempfile.mkdtemp(prefix="swarm-demo-"))
     workdir.mkdir(parents=True, exist_ok=True)
     children: list[Child] = []
@@ -151,7 +169,9 @@ def run_demo(s: DemoSettings, *, on_tick: Any = None,
             stop_leftover_daemon(cfg.data_dir)
     wall = time.monotonic() - started
     for cfg, outcome in zip(configs, outcomes, strict=True):
-        outcome.local_acc = local_baseline(cfg) if baseline else None
+        outcome.alone_acc = local_baseline(cfg) if baseline else None
+        if outcome.alone_acc is not None and outcome.test_acc is not None:
+            outcome.gain = outcome.test_acc - outcome.alone_acc
     return outcomes, wall
 
 

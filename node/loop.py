@@ -188,6 +188,7 @@ class Node:
             self.learner.model.load_state_dict(saved.model)
             self.learner.optimizer.load_state_dict(saved.optimizer)
             self.learner.strategy.load_state_dict(saved.strategy)
+            self.learner.restore_best(saved.best)
             if self.learner.private is not None:
                 self.learner.private.load_state_dict(saved.privacy)
                 self.status.epsilon = self.learner.epsilon
@@ -234,9 +235,10 @@ class Node:
                 if rest > 0:
                     self.stop.wait(rest)
             if self.learner is not None and not self.stop.is_set():
-                _, acc = self.learner.evaluate("test")
+                acc = self.learner.best_test_accuracy()
                 self.status.state = "done"
-                self.event(f"finished {self.round} rounds, test accuracy {acc:.3f}", test_acc=acc,
+                self.event(f"finished {self.round} rounds, test accuracy {acc:.3f} (the best model on "
+                           f"validation, round {self.learner.best.round})", test_acc=acc,
                            bytes_in=self.status.bytes_in, bytes_out=self.status.bytes_out,
                            merges=self.merges, cluster=self.learner.shard.data.cluster)
             return 0
@@ -262,7 +264,7 @@ class Node:
             return
         self.status.epsilon = self.learner.epsilon
         with timer("evaluate"):
-            _, val_acc = self.learner.evaluate("val")
+            _, val_acc = self.learner.judge(self.round)
         self.status.loss, self.status.val_acc = stats.loss, val_acc
         try:
             ann = self.publish(stats.loss)
@@ -402,17 +404,23 @@ class Node:
         weights = learner.strategy.weights(view, list(states), scores)
         try:
             with self.timer("merge"):
-                learner.merge({self.table.me: learner.state(), **states}, weights)
+                verdict = learner.merge(self.table.me, {self.table.me: learner.state(), **states}, weights,
+                                        rounds_trained=self.round)
         except ValueError as exc:
             self.event(f"merge skipped: {exc}")
             return
-        self.merges += len(states)
-        for peer_id in states:
+        for peer_id in verdict.rejected:
+            self.event(f"round {self.round}: kept {short_id(peer_id)} out of the merge: it raised the loss "
+                       "on my validation data", refused=peer_id)
+        used = {p: w for p, w in verdict.weights.items() if p in states and w > 0}
+        self.merges += len(used)
+        for peer_id, weight in used.items():
             record = self.table.records[peer_id]
-            record.merged, record.merged_cid, record.weight = True, anns[peer_id].cid, weights.get(peer_id)
-        merged = ", ".join(f"{short_id(p)} ({weights.get(p, 0):.2f})" for p in states)
-        self.event(f"round {self.round}: merged {merged}", round=self.round, merged=list(states),
-                   merged_cids=[anns[p].cid for p in states])
+            record.merged, record.merged_cid, record.weight = True, anns[peer_id].cid, weight
+        if used:
+            merged = ", ".join(f"{short_id(p)} ({w:.2f})" for p, w in used.items())
+            self.event(f"round {self.round}: merged {merged}", round=self.round, merged=list(used),
+                       merged_cids=[anns[p].cid for p in used])
 
     def _download(self, ann: Announcement) -> Fetched:
         assert self.store is not None
@@ -530,4 +538,5 @@ class Node:
             optimizer=self.learner.optimizer.state_dict(), strategy=self.learner.strategy.state_dict(),
             peers=self.table.to_list(), last_cid=cid,
             privacy=self.learner.private.state_dict() if self.learner.private else {},
+            best=self.learner.best_record(),
         ))

@@ -32,6 +32,9 @@ DEFAULT_JSIPFS = REPO_ROOT / "tools" / "ipfs" / "node_modules" / ".bin" / "jsipf
 READY_TIMEOUT_S = 60.0
 PORT_ATTEMPTS = 3
 STOP_TIMEOUT_S = 10.0
+# What a daemon prints when a port it was given is taken: EADDRINUSE for the API, gateway and RPC ports
+# (js-ipfs exits at once for the RPC port; Kubo for any), js-libp2p's line for the swarm port (it hangs).
+PORT_TAKEN_MARKS = (b"address already in use", b"could not listen on any available address")
 
 
 class DaemonError(StoreUnavailable):
@@ -208,20 +211,26 @@ class IpfsDaemon:
     def _wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.proc is None or self.proc.poll() is not None:
-                raise DaemonError(f"IPFS daemon exited during start-up; see {self.repo / 'daemon.log'}")
-            with open(self.repo / "daemon.log", "rb") as logfile:
-                logfile.seek(self.log_start)
-                port_taken = b"address already in use" in logfile.read()
-            if port_taken:
+            # Whether it exited is read before its log, and the log is looked at before an exit is
+            # reported: a daemon that lost a port race may exit at once, and that race must be retried.
+            exited = self.proc is None or self.proc.poll() is not None
+            if self._port_taken():
                 raise PortTaken(f"a port of the IPFS daemon was taken by another process; see "
                                 f"{self.repo / 'daemon.log'}")
+            if exited:
+                raise DaemonError(f"IPFS daemon exited during start-up; see {self.repo / 'daemon.log'}")
             try:
                 self.peer_id = _api_post(self.api_port, "id", timeout=2)["ID"]
                 return
             except (OSError, urllib.error.URLError, ValueError, KeyError):
                 time.sleep(0.2)
         raise DaemonError(f"IPFS daemon not ready after {timeout:.0f} s; see {self.repo / 'daemon.log'}")
+
+    def _port_taken(self) -> bool:
+        with open(self.repo / "daemon.log", "rb") as logfile:
+            logfile.seek(self.log_start)
+            output = logfile.read()
+        return any(mark in output for mark in PORT_TAKEN_MARKS)
 
     def stop(self, timeout: float = STOP_TIMEOUT_S) -> None:
         """SIGTERM the daemon (SIGKILL after `timeout`); keeps the repo so `restart()` works."""

@@ -14,6 +14,7 @@ class SimConfig:
     dataset: str = "digits"
     partition: str = "rotation"
     alpha: float = 0.5  # dirichlet concentration
+    split: str = "pools"  # "pools": per-client draws; "thesis": the thesis's fixed split (swarm.partition)
     clients: int = 20
     train_samples: int = 40
     val_samples: int = 10
@@ -28,15 +29,19 @@ class SimConfig:
     optimizer: str = "adam"
     lr: float = 1e-3
     neighbours: int = 5
-    tau: float = 30.0
-    tau_growth: float = 0.0  # tau_t = tau + tau_growth * round
+    tau: float = 0.0  # dac: softmax temperature; 0 = the metric's default (swarm.strategies.dac.DEFAULT_TAU)
+    tau_growth: float = 0.0  # tau_t = tau + tau_growth * round (ours; the thesis keeps tau fixed)
+    explore_unknown: bool = True  # dac: a peer not yet scored gets the best prior (False: the thesis's ~0)
     two_hop: bool = True
     aggregate: str = "samples"  # dac: "samples" or "similarity"
     stage1_rounds: int = 50  # panm
-    reestimate_every: int = 5  # panm
-    panm_alpha: float = 0.5  # panm metric: weight of the current-update cosine
+    reestimate_every: int = 2  # panm (the thesis's runs)
+    panm_alpha: float = 0.0  # panm metric: weight of the current-update cosine (the thesis: 0)
     merge: str = "mean"  # "mean", "median", "trimmed-mean"
     clip_norm: float = 0.0  # 0 = off
+    merge_guard: bool = True  # merge only neighbours that do not raise the loss on my validation split
+    patience: int = 0  # early stopping: rounds without a better validation loss; 0 = never stop
+    test_every: int = 1  # evaluate every client's current model on its test split every k rounds
     encoding: str = "fp32"  # fp32, fp16, int8, topk-delta; pruned tensors travel as mask + values
     topology: str = "full"  # gossip: "full", "ring" or random "regular" graph of `degree`
     degree: int = 4

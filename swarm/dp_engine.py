@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, grad_and_value, vmap
 
-from swarm.engine import Layout, LoopEngine, TrainSettings, client_generator
+from swarm.engine import Layout, LoopEngine, TrainSettings, client_generator, who
 from swarm.partition import ClientData
 from swarm.privacy import PrivacyBudget, clip_and_noise, epsilon_of, plan_noise
 from swarm.similarity import flatten
@@ -65,10 +65,14 @@ class PrivateLoopEngine(LoopEngine):
     def exhausted(self) -> list[bool]:
         return [t >= p for t, p in zip(self.taken, self.planned, strict=True)]
 
-    def train(self, flat: torch.Tensor, round_: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def train(
+        self, flat: torch.Tensor, round_: int, active: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """DP-SGD for the active clients; inactive ones (early-stopped) spend no budget."""
         s, out = self.settings, flat.clone()
         losses = torch.full((len(self.clients),), math.nan)
-        for i, c in enumerate(self.clients):
+        for i in who(active, len(self.clients)):
+            c = self.clients[i]
             steps = min(s.epochs * round(1 / self.rates[i]), self.planned[i] - self.taken[i])
             if steps <= 0:
                 continue

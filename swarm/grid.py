@@ -3,7 +3,9 @@
     python -m swarm.grid run --config swarm/configs/fmnist-rotation-reduced.toml --out runs/rot \
         --seeds 0 1 2 --variants local random fedavg oracle dac:inverse-loss panm
     python -m swarm.grid table runs/rot     # markdown table: mean +- std over seeds
-A variant is `strategy` or `strategy:similarity`. A run whose summary.json exists is skipped.
+A variant is `strategy`, `strategy:similarity`, optionally named and with its own settings:
+`NAME=strategy[:similarity][,key=value...]`, e.g. `local-slow=local,lr=0.00005` or
+`ours=dac:inverse-loss,merge_guard=true,encoding=int8`. A run whose summary.json exists is skipped.
 """
 
 from __future__ import annotations
@@ -24,22 +26,30 @@ def run_grid(
 ) -> None:
     for seed in seeds:
         for variant in variants:
-            strategy, _, metric = variant.partition(":")
-            target = out / f"{variant.replace(':', '-')}-s{seed}"
+            name, spec, settings = parse_variant(variant)
+            strategy, _, metric = spec.partition(":")
+            target = out / f"{name}-s{seed}"
             if (target / "summary.json").exists():
                 continue
             if time.time() > deadline:
                 print(f"time budget spent; not run: {target.name}", flush=True)
                 continue
-            sets = [*overrides, f"strategy={strategy}", f"seed={seed}"] + (
+            sets = [*overrides, *settings, f"strategy={strategy}", f"seed={seed}"] + (
                 [f"similarity={metric}"] if metric else []
             )
             result = simulate(load_config(config, sets))
             write_outputs(result, target)
             print(
-                f"{target.name}: acc {result.rounds[-1]['mean_acc']:.4f} wall {result.wall_s:.0f}s",
+                f"{target.name}: acc {statistics.fmean(result.per_client):.4f} wall {result.wall_s:.0f}s",
                 flush=True,
             )
+
+
+def parse_variant(variant: str) -> tuple[str, str, list[str]]:
+    """`NAME=strategy[:metric][,key=value...]` -> (run name, `strategy[:metric]`, settings)."""
+    name, sep, rest = variant.partition("=")
+    spec, *settings = (rest if sep else variant).split(",")
+    return (name if sep else spec.replace(":", "-")), spec, settings
 
 
 def table(out: Path) -> str:
@@ -54,17 +64,20 @@ def table(out: Path) -> str:
         return f"{statistics.fmean(values):.3f} ± {statistics.stdev(values):.3f}"
 
     lines = [
-        "| variant | seeds | mean acc | std over clients | min acc | max acc | purity | MB sent | wall s |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| variant | seeds | mean acc | std over clients | min acc | max acc | purity | merged purity "
+        "| MB sent | s/round |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, runs in groups.items():
         finals = [r["final"] for r in runs]
-        purities = [r["rounds"][-1]["purity"] for r in runs if r["rounds"][-1]["purity"] is not None]
         cells = [name, str(len(runs))]
         cells += [ms([f[k] for f in finals]) for k in ("mean_acc", "std_acc", "min_acc", "max_acc")]
-        cells.append(ms(purities) if purities else "-")
+        for key in ("purity", "merged_purity"):  # over the whole run: rounds after early stops included
+            values = [statistics.fmean(v) for r in runs if (v := [x[key] for x in r["rounds"]
+                                                                   if x.get(key) is not None])]
+            cells.append(ms(values) if values else "-")
         cells.append(f"{statistics.fmean(r['bytes_sent_total'] for r in runs) / 1e6:.1f}")
-        cells.append(f"{statistics.fmean(r['wall_s'] for r in runs):.0f}")
+        cells.append(f"{statistics.fmean(r['wall_s'] / max(len(r['rounds']), 1) for r in runs):.1f}")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

@@ -1,4 +1,9 @@
-"""Model architectures peers train, a registry to build them by name, and device selection."""
+"""Model architectures peers train, a registry to build them by name, and device selection.
+
+A model may define `forward_many(params, x)`: the forward of N models at once, `params` holding
+`[N, ...]` stacked parameters (named as in its state dict) and `x` `[N, B, C, H, W]` (model k sees
+x[k]), returning `[N, B, classes]`. `engine.BatchedEngine` uses it instead of `torch.func.vmap`.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,31 @@ from collections.abc import Callable
 
 import torch
 from torch import nn
+from torch.nn import functional as F
+
+
+def stacked_cnn(
+    params: dict[str, torch.Tensor], x: torch.Tensor, convs: tuple[str, ...], fcs: tuple[str, ...], *,
+    padding: int,
+) -> torch.Tensor:
+    """`forward_many` of CNNs made of `conv -> relu -> 2x2 max-pool` blocks (`convs`) then linear
+    layers with relu between them (`fcs`). The N models' convolutions run as one grouped convolution
+    in channels-last layout and the linears as batched matmuls. `vmap` of the model runs the grouped
+    convolutions channels-first, where CPU max-pooling is ~9x slower: no faster than a loop over the
+    models (docs/benchmarks.md). ReLU runs after the max-pool, on a quarter of the values: ReLU is
+    monotone, so relu(max(x)) = max(relu(x)), and the gradient reaches the same input either way."""
+    n = x.shape[0]
+    h = x.transpose(0, 1).flatten(1, 2).contiguous(memory_format=torch.channels_last)  # [B, N*C, H, W]
+    for name in convs:
+        w, b = params[f"{name}.weight"], params[f"{name}.bias"]
+        h = F.conv2d(h, w.flatten(0, 1), b.flatten(), padding=padding, groups=n)
+        # one model on 1-channel input leaves the layout ambiguous and the conv answers channels-first
+        h = F.relu(F.max_pool2d(h.contiguous(memory_format=torch.channels_last), 2))
+    h = h.unflatten(1, (n, -1)).transpose(0, 1).flatten(2)  # [N, B, C*H*W], each model's (C, H, W) order
+    for i, name in enumerate(fcs):
+        w, b = params[f"{name}.weight"], params[f"{name}.bias"]
+        h = torch.baddbmm(b.unsqueeze(1), F.relu(h) if i else h, w.transpose(1, 2))
+    return h
 
 
 class FashionCNN(nn.Module):
@@ -23,6 +53,32 @@ class FashionCNN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))
+
+    def forward_many(self, params: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        return stacked_cnn(params, x, ("features.0", "features.3"), ("head.1", "head.3"), padding=1)
+
+
+class ThesisCNN(nn.Module):
+    """The thesis code's `fashion_CNN` (models/fashion_models.py), layer for layer: unpadded 3x3 convs
+    1->16 and 16->32, each followed by ReLU and 2x2 max-pooling (28 -> 26 -> 13 -> 11 -> 5), fc 800->64,
+    fc 64->classes, log-softmax; 56,714 parameters. It ends in log-softmax because the thesis trains it
+    with NLLLoss; our cross-entropy on log-probabilities is the same loss (log-softmax is idempotent)."""
+
+    def __init__(self, in_channels: int = 1, num_classes: int = 10) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, 16, 3)
+        self.conv2 = nn.Conv2d(16, 32, 3)
+        self.fc1 = nn.Linear(32 * 5 * 5, 64)
+        self.output = nn.Linear(64, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.max_pool2d(F.relu(self.conv1(x)), 2)
+        x = F.max_pool2d(F.relu(self.conv2(x)), 2)
+        x = F.relu(self.fc1(x.flatten(1)))
+        return F.log_softmax(self.output(x), dim=1)
+
+    def forward_many(self, params: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        return F.log_softmax(stacked_cnn(params, x, ("conv1", "conv2"), ("fc1", "output"), padding=0), dim=-1)
 
 
 class LeNetColour(nn.Module):
@@ -67,6 +123,7 @@ def resnet18(in_channels: int = 3, num_classes: int = 10) -> nn.Module:
 
 MODELS: dict[str, Callable[..., nn.Module]] = {
     "fashion-cnn": FashionCNN,
+    "thesis-cnn": ThesisCNN,
     "lenet": LeNetColour,
     "digits-mlp": DigitsMLP,
     "resnet18": resnet18,

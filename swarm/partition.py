@@ -1,14 +1,20 @@
-"""Deterministic client partitions with per-client train / validation / test splits drawn from the
-client's own distribution. Each client records its true cluster (used for evaluation only).
+"""Deterministic client partitions with per-client train / validation / test splits. Each client
+records its true cluster (used for evaluation only).
 
 Kinds: `iid`; `dirichlet` (class proportions ~ Dir(alpha), cluster = dominant class); `label-shift`
-(40% of clients see the first 4 classes, 60% the other classes); `rotation` (70/20/5/5% of clients
-see images rotated 0/180/10/350 degrees). Samples are handed out without replacement while a pool
-lasts, then the pool is reshuffled (only when clients ask for more than the dataset holds).
+(40% of clients see one group of classes, 60% the other classes); `rotation` (70/20/5/5% of clients
+see images rotated 0/180/10/350 degrees).
+
+Splits: `pools` draws each client's train, validation and test samples from its own distribution;
+samples are handed out without replacement while a pool lasts, then the pool is reshuffled (only
+when clients ask for more than the dataset holds). `thesis` is the layout the thesis code
+(github.com/tomhagander/decentralized_deep_learning) ran, for rotation and label-shift only: see
+`thesis_rotation` and `thesis_label_shift`.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,10 +23,21 @@ import torch
 from swarm.data import Dataset
 
 KINDS = ("iid", "dirichlet", "label-shift", "rotation")
+SPLITS = ("pools", "thesis")
 ROTATION_ANGLES = (0.0, 180.0, 10.0, 350.0)
 ROTATION_SHARES = (0.70, 0.20, 0.05, 0.05)
 LABEL_SHIFT_SHARES = (0.4, 0.6)
 LABEL_SHIFT_FIRST = 4
+# The thesis code's layout. run_experiment.py shuffles the training images once with
+# np.random.default_rng(42) (the same for every seed) and keeps the first int(0.8333 * n) for training,
+# the rest for validation. Client k belongs to cluster c while k < int(clients * bound_c)
+# (utils/classes.py Client.__init__), so clusters are contiguous blocks of client indices.
+THESIS_POOL_SEED = 42
+THESIS_TRAIN_FRACTION = 0.8333
+THESIS_ROTATION_BOUNDS = (0.7, 0.9, 0.95)
+# utils/initialization_utils.py sample_cifargroups: CIFAR-10 vehicles (40% of clients) / animals (60%)
+THESIS_LABEL_GROUPS = ((0, 1, 8, 9), (2, 3, 4, 5, 6, 7))
+THESIS_LABEL_BOUNDS = (0.4,)
 
 
 @dataclass
@@ -76,23 +93,135 @@ def cluster_of_clients(n: int, shares: tuple[float, ...], rng: np.random.Generat
 
 
 def rotate(x: torch.Tensor, angle: float) -> torch.Tensor:
+    """Rotate normalised images counter-clockwise as the thesis's RandomRotation((angle, angle)) on
+    its normalised tensors does: nearest neighbour, corners filled with 0 (mid-grey after the 0.5/0.5
+    normalisation, not black); 180 degrees is an exact flip, 0 returns `x` itself."""
     if angle == 0:
         return x
-    if angle == 180:
-        return torch.flip(x, dims=(-2, -1))
+    source = rotation_source(x.shape[-2], x.shape[-1], angle)
+    out = x.flatten(-2)[..., source.clamp_min(0)]
+    out[..., source < 0] = 0.0
+    return out.view(x.shape)
+
+
+@functools.cache
+def rotation_source(h: int, w: int, angle: float) -> torch.Tensor:
+    """Nearest neighbour only moves pixels: torchvision rotates a map of pixel numbers once and every
+    image is gathered through it (the same values, ~20x faster on 10k images); -1 = fill."""
     from torchvision.transforms.functional import InterpolationMode
     from torchvision.transforms.functional import rotate as tv_rotate
 
-    return tv_rotate(x, angle, interpolation=InterpolationMode.BILINEAR, fill=float(x.min()))
+    numbers = torch.arange(1, h * w + 1, dtype=torch.float32).view(1, h, w)  # 0 marks the fill
+    return tv_rotate(numbers, angle, interpolation=InterpolationMode.NEAREST, fill=0.0).long().flatten() - 1
+
+
+def thesis_cluster(k: int, clients: int, bounds: tuple[float, ...]) -> int:
+    """Cluster of client k: the thesis's `idx < int(num_users * bound)` chain (literal bounds, since
+    a cumulative sum of shares rounds 0.9 down to 0.8999...)."""
+    return sum(k >= int(clients * b) for b in bounds)
+
+
+def thesis_rotation(ds: Dataset, clients: int, *, train: int, val: int, seed: int) -> list[ClientData]:
+    """The thesis's Fashion-MNIST rotation layout. The fixed shuffle splits the training images into a
+    training and a validation pool; `torch.utils.data.random_split` hands each pool out in even shares
+    (np.array_split sizes) from torch's generator seeded with the run's seed, first the training pool,
+    then the validation pool, so clients get the thesis's very samples for the same seed. A client keeps
+    the first `train` / `val` of its share. Every client tests on the full test set rotated to its
+    angle; clients of one angle share that tensor (100 copies of 10k images would take 3 GB)."""
+    n = len(ds.train_y)
+    order = np.random.default_rng(THESIS_POOL_SEED).permutation(n)
+    cut = int(THESIS_TRAIN_FRACTION * n)
+    gen = torch.Generator().manual_seed(seed)
+    shares = []
+    for name, pool, count in (("train", order[:cut], train), ("val", order[cut:], val)):
+        split = np.array_split(pool[torch.randperm(len(pool), generator=gen).numpy()], clients)
+        if count > len(split[0]):
+            raise PartitionError(
+                f"the thesis split shares {len(pool):,} {name} images evenly over {clients} clients "
+                f"({len(split[-1])} to {len(split[0])} each); {name} samples must be at most {len(split[0])}"
+            )
+        shares.append([torch.from_numpy(s[:count]) for s in split])
+    tests: dict[float, torch.Tensor] = {}
+    out = []
+    for k in range(clients):
+        cluster = thesis_cluster(k, clients, THESIS_ROTATION_BOUNDS)
+        angle = ROTATION_ANGLES[cluster]
+        if angle not in tests:
+            tests[angle] = rotate(ds.test_x, angle)
+        tr, va = shares[0][k], shares[1][k]
+        out.append(
+            ClientData(
+                rotate(ds.train_x[tr], angle),
+                ds.train_y[tr],
+                rotate(ds.train_x[va], angle),
+                ds.train_y[va],
+                tests[angle],
+                ds.test_y,
+                cluster,
+            )
+        )
+    return out
+
+
+def thesis_label_shift(ds: Dataset, clients: int, *, train: int, val: int, seed: int) -> list[ClientData]:
+    """The thesis's CIFAR-10 label-shift layout (`sample_cifargroups`) on any 10-class dataset: the
+    first 40% of clients see classes 0, 1, 8, 9, the others classes 2-7; each client draws `train`
+    then `val` samples without replacement from its group's training images; each tests on all test
+    images of its group (one tensor shared per group, as `test_CIFAR.py` does)."""
+    if ds.num_classes < 10:
+        raise PartitionError("the thesis label-shift split needs 10 classes")
+    rng = np.random.default_rng(seed)
+    ytr, yte = ds.train_y.numpy(), ds.test_y.numpy()
+    clusters = [thesis_cluster(k, clients, THESIS_LABEL_BOUNDS) for k in range(clients)]
+    members = [clusters.count(c) for c in (0, 1)]
+    pools, tests = [], []
+    for c, group in enumerate(THESIS_LABEL_GROUPS):
+        pool = rng.permutation(np.flatnonzero(np.isin(ytr, group)))
+        if members[c] * (train + val) > len(pool):
+            raise PartitionError(
+                f"cluster {c} (classes {', '.join(map(str, group))}) holds {len(pool):,} training images; "
+                f"{members[c]} clients x {train + val} samples need {members[c] * (train + val):,}"
+            )
+        pools.append(torch.from_numpy(pool))
+        te = torch.from_numpy(np.flatnonzero(np.isin(yte, group)))
+        tests.append((ds.test_x[te], ds.test_y[te]))
+    cursor = [0, 0]
+    out = []
+    for c in clusters:
+        idx = pools[c][cursor[c] : cursor[c] + train + val]
+        cursor[c] += train + val
+        tr, va = idx[:train], idx[train:]
+        out.append(ClientData(ds.train_x[tr], ds.train_y[tr], ds.train_x[va], ds.train_y[va], *tests[c], c))
+    return out
 
 
 def partition(
-    ds: Dataset, kind: str, clients: int, *, train: int, val: int, test: int, seed: int, alpha: float = 0.5
+    ds: Dataset,
+    kind: str,
+    clients: int,
+    *,
+    train: int,
+    val: int,
+    test: int,
+    seed: int,
+    alpha: float = 0.5,
+    split: str = "pools",
 ) -> list[ClientData]:
+    """`test` samples per client for the `pools` split; the `thesis` split ignores it (full test sets)."""
     if kind not in KINDS:
         raise PartitionError(f"unknown partition {kind!r}; choose one of {', '.join(KINDS)}")
-    if clients < 1 or train < 1 or test < 1 or val < 0:
-        raise PartitionError("need clients >= 1, train >= 1, test >= 1 and val >= 0 samples per client")
+    if split not in SPLITS:
+        raise PartitionError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
+    if clients < 1 or train < 1 or val < 0:
+        raise PartitionError("need clients >= 1, train >= 1 and val >= 0 samples per client")
+    if split == "thesis":
+        if kind == "rotation":
+            return thesis_rotation(ds, clients, train=train, val=val, seed=seed)
+        if kind == "label-shift":
+            return thesis_label_shift(ds, clients, train=train, val=val, seed=seed)
+        raise PartitionError("the thesis split exists for rotation and label-shift only")
+    if test < 1:
+        raise PartitionError("the pools split needs test >= 1 samples per client")
     rng = np.random.default_rng(seed)
     ytr, yte = ds.train_y.numpy(), ds.test_y.numpy()
     classes = np.arange(ds.num_classes)

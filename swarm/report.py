@@ -23,8 +23,11 @@ ROUND_FIELDS = [
     "min_acc",
     "max_acc",
     "test_loss",
+    "val_acc",
     "train_loss",
     "purity",
+    "merged_purity",
+    "active",
     "bytes_sent",
     "wall_s",
     "epsilon",
@@ -42,6 +45,7 @@ def summary(result: SimResult) -> dict[str, Any]:
             "min_acc": min(acc, default=None),
             "max_acc": max(acc, default=None),
             "per_client": acc,
+            "best_round": result.best_rounds,
             "clusters": result.clusters,
             # Strict JSON has no Infinity: a clip-only run (no noise) has no finite epsilon.
             "epsilon_spent": result.epsilon_spent if result.epsilon_spent is None
@@ -81,22 +85,28 @@ def pyplot():
     return plt
 
 
+def tested(rounds: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rounds in which the clients' current models were tested (`test_every`)."""
+    return [r for r in rounds if r.get("mean_acc") is not None]
+
+
 def plot_run(result: SimResult, out: Path) -> list[Path]:
     plt = pyplot()
-    rounds = [r["round"] for r in result.rounds]
+    rows = tested(result.rounds)
+    rounds = [r["round"] for r in rows]
     label = f"{result.config['strategy']} ({result.config['similarity']})"
     fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot(rounds, [r["mean_acc"] for r in result.rounds], label=f"{label}: mean")
+    ax.plot(rounds, [r["mean_acc"] for r in rows], label=f"{label}: mean")
     ax.fill_between(
         rounds,
-        [r["min_acc"] for r in result.rounds],
-        [r["max_acc"] for r in result.rounds],
+        [r["min_acc"] for r in rows],
+        [r["max_acc"] for r in rows],
         alpha=0.2,
         label="min-max over clients",
     )
     ax.set(
         xlabel="round",
-        ylabel="client test accuracy",
+        ylabel="client test accuracy (current model)",
         title=f"{result.config['dataset']} {result.config['partition']}",
     )
     ax.legend()
@@ -122,20 +132,23 @@ def plot_run(result: SimResult, out: Path) -> list[Path]:
 
 
 def compare(out_png: Path, run_dirs: Sequence[Path]) -> None:
-    """Mean client accuracy per round, one line per run (averaged over runs with the same label)."""
+    """Mean client accuracy per round, one line per run (averaged over runs with the same label):
+    test accuracy where the runs tested every round, else validation accuracy."""
     plt = pyplot()
     curves: dict[str, list[list[float]]] = {}
-    for d in run_dirs:
-        s = json.loads((Path(d) / "summary.json").read_text())
+    summaries = [json.loads((Path(d) / "summary.json").read_text()) for d in run_dirs]
+    key = "mean_acc" if all(len(tested(s["rounds"])) == len(s["rounds"]) for s in summaries) else "val_acc"
+    for s in summaries:
         label = s["config"]["strategy"]
         if s["config"]["strategy"] == "dac":
             label += f" {s['config']['similarity']}"
-        curves.setdefault(label, []).append([r["mean_acc"] for r in s["rounds"]])
+        curves.setdefault(label, []).append([r[key] for r in s["rounds"]])
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for label, runs in sorted(curves.items()):
         length = min(len(r) for r in runs)
         ax.plot(range(length), [statistics.fmean(r[t] for r in runs) for t in range(length)], label=label)
-    ax.set(xlabel="round", ylabel="mean client test accuracy")
+    split = "test" if key == "mean_acc" else "validation"
+    ax.set(xlabel="round", ylabel=f"mean client {split} accuracy")
     ax.legend(fontsize=8)
     fig.tight_layout()
     out_png.parent.mkdir(parents=True, exist_ok=True)

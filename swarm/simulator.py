@@ -9,7 +9,9 @@ is injected so swarm/ never depends on storage/ (the CLI wires in the real snaps
 
 from __future__ import annotations
 
+import functools
 import logging
+import math
 import random
 import time
 from collections.abc import Callable, Mapping
@@ -27,6 +29,7 @@ from swarm.models import build_model, pick_device
 from swarm.partition import ClientData, partition
 from swarm.privacy import PrivacyBudget
 from swarm.pruning import PruneSchedule, RowPruning
+from swarm.selection import BestModel, guard
 from swarm.similarity import SimilarityInputs, check_name, flatten, similarity
 from swarm.strategies import Candidate, PeerView, Strategy, build_strategy, strategy_params
 
@@ -46,6 +49,7 @@ class SimResult:
     config: dict[str, Any]
     rounds: list[dict[str, Any]] = field(default_factory=list)
     per_client: list[float] = field(default_factory=list)
+    best_rounds: list[int] = field(default_factory=list)  # the round of each client's kept model
     clusters: list[int] = field(default_factory=list)
     bytes_sent_total: int = 0
     epsilon_spent: float | None = None  # largest over clients; None without DP
@@ -53,13 +57,15 @@ class SimResult:
 
 
 def pick_engine(cfg: SimConfig, layout: Layout) -> type[LoopEngine] | type[BatchedEngine]:
-    """`auto`: batched for models without conv layers or buffers. On CPU a vmapped conv is not faster
-    than one client at a time (measured in bench/simulate.py), for MLPs it is many times faster."""
+    """`auto`: batched for models without buffers that are MLPs or have a stacked forward
+    (`forward_many`: the CNNs); a vmapped conv is not faster than one client at a time on CPU, the
+    stacked grouped convolution is 3-5x faster (measured in bench/simulate.py)."""
     if cfg.engine not in ENGINES:
         raise ValueError(f"unknown engine {cfg.engine!r}; choose one of {', '.join(ENGINES)}")
     if cfg.engine == "auto":
         convs = any(isinstance(m, torch.nn.Conv2d) for m in layout.model.modules())
-        return LoopEngine if convs or layout.has_buffers else BatchedEngine
+        stacked = hasattr(layout.model, "forward_many")
+        return LoopEngine if layout.has_buffers or (convs and not stacked) else BatchedEngine
     return BatchedEngine if cfg.engine == "batched" else LoopEngine
 
 
@@ -103,6 +109,7 @@ def simulate(
         test=cfg.test_samples,
         seed=cfg.seed,
         alpha=cfg.alpha,
+        split=cfg.split,
     )
     model = build_model(cfg.model or ds.model, in_channels=ds.in_channels, num_classes=ds.num_classes)
     layout = Layout(model)
@@ -128,16 +135,32 @@ def simulate(
         clusters=clusters,
     )
 
+    has_val = all(len(c.val_y) for c in clients)
+    if not has_val and (cfg.merge_guard or cfg.patience):
+        log.warning("simulate: no validation split (val_samples = 0): no merge guard, no best-model "
+                    "selection, no early stopping; the last round's models are reported")
+    guarded = cfg.merge_guard and has_val and not strategies[0].central
+    best = [BestModel(cfg.patience if has_val else 0) for _ in range(n)]
+    kept = flat.clone()  # each client's best trained model on its validation split so far
+    active = torch.ones(n, dtype=torch.bool)
+
     for r in range(cfg.rounds):
         t0 = time.perf_counter()
         start = flat
-        flat, train_loss = engine.train(flat, r)
+        flat, train_loss = engine.train(flat, r, active)
         if pruning is not None:
             masks = pruning.prune(flat, masks, r)
             flat = flat * masks
+        # As in the thesis, the model judged (and kept if best) is the one just trained, before merging.
+        val_loss, val_acc = engine.evaluate(flat, "val") if has_val else (None, None)
+        for i in range(n):
+            if val_loss is not None and active[i] and best[i].offer(float(val_loss[i]), r):
+                kept[i] = flat[i]
+            active[i] = active[i] and not best[i].stalled(r)
         candidates = [Candidate(p, len(c.train_y), r, c.cluster) for p, c in zip(ids, clients, strict=True)]
         views = [PeerView(ids[i], r, len(clients[i].train_y), candidates, clusters[i]) for i in range(n)]
-        chosen = {i: [index[p] for p in strategies[i].choose(views[i], rngs[i])] for i in range(n)}
+        chosen = {i: [index[p] for p in strategies[i].choose(views[i], rngs[i])] if active[i] else []
+                  for i in range(n)}
 
         received, sizes = {}, {}
         for j in sorted({j for js in chosen.values() for j in js}):
@@ -158,6 +181,7 @@ def simulate(
         adverts = {ids[j]: strategies[j].advertise() for j in received}
         merged = flat.clone()
         shared: torch.Tensor | None = None
+        merged_pairs: dict[int, list[int]] = {}
         for i in range(n):
             fetched = [ids[j] for j in chosen[i]]
             named = {ids[j]: s for j, s in scores[i].items()}
@@ -168,34 +192,30 @@ def simulate(
                 merged[i] = shared
                 continue
             weights = strategies[i].weights(views[i], fetched, named)
-            states = {ids[i]: {"w": flat[i]}, **{ids[j]: {"w": received[j]} for j in chosen[i]}}
+
+            combine = functools.partial(merge_row, cfg, flat, received, masks, pruning, i, chosen[i], ids)
+            if guarded and val_loss is not None:
+                loss_of = functools.partial(merged_val_loss, engine, combine, i)
+                verdict = guard(ids[i], weights, float(val_loss[i]), loss_of, rounds_trained=r + 1)
+                strategies[i].rejected(verdict.rejected)
+                weights = verdict.weights
             try:
-                if pruning is None:
-                    merged[i] = merge(
-                        states,
-                        weights,
-                        method=cfg.merge,
-                        clip_norm=cfg.clip_norm or None,
-                        reference={"w": flat[i]},
-                    )["w"]
-                else:
-                    w = [weights.get(ids[k], 0.0) for k in (i, *chosen[i])]
-                    merged[i] = pruning.merge_row(masks[i], flat[i], [received[j] for j in chosen[i]], w)
+                merged[i] = combine(weights)
             except MergeError as exc:
                 log.warning("round %d: %s kept its own weights: %s", r, ids[i], exc)
+            merged_pairs[i] = [index[p] for p, w in weights.items() if p != ids[i] and w > 0]
             if strategies[i].central:
                 shared = merged[i]
         flat = merged
-        test_loss, acc = engine.evaluate(flat)
+        tested = cfg.test_every > 0 and (r % cfg.test_every == cfg.test_every - 1 or r == cfg.rounds - 1)
         row = {
             "round": r,
-            "mean_acc": float(acc.mean()),
-            "std_acc": float(acc.std(unbiased=False)),
-            "min_acc": float(acc.min()),
-            "max_acc": float(acc.max()),
-            "test_loss": float(test_loss.mean()),
+            **test_columns(engine.evaluate(flat, "test") if tested else None),
+            "val_acc": float(val_acc.mean()) if val_acc is not None else None,
             "train_loss": float(train_loss.nanmean()),
             "purity": purity(chosen, clusters),
+            "merged_purity": purity(merged_pairs, clusters),
+            "active": int(active.sum()),
             "bytes_sent": int(round_bytes),
             "wall_s": time.perf_counter() - t0,
             "epsilon": max(engine.epsilons()) if isinstance(engine, PrivateLoopEngine) else None,
@@ -204,11 +224,47 @@ def simulate(
         result.epsilon_spent = row["epsilon"]
         result.rounds.append(row)
         result.bytes_sent_total += int(round_bytes)
-        result.per_client = [float(a) for a in acc]
         if on_round is not None:
             on_round(row)
+        if not active.any():
+            log.info("simulate: every client stopped early by round %d", r)
+            break
+    final = kept if has_val else flat
+    result.per_client = [float(a) for a in engine.evaluate(final, "test")[1]]
+    result.best_rounds = [b.round for b in best] if has_val else [len(result.rounds) - 1] * n
     result.wall_s = time.perf_counter() - started
     return result
+
+
+def test_columns(test: tuple[torch.Tensor, torch.Tensor] | None) -> dict[str, float | None]:
+    """Per-round test accuracy over clients and mean test loss (None in rounds not tested)."""
+    if test is None:
+        return dict.fromkeys(("mean_acc", "std_acc", "min_acc", "max_acc", "test_loss"))
+    loss, acc = test
+    return {"mean_acc": float(acc.mean()), "std_acc": float(acc.std(unbiased=False)),
+            "min_acc": float(acc.min()), "max_acc": float(acc.max()), "test_loss": float(loss.mean())}
+
+
+def merge_row(cfg: SimConfig, flat: torch.Tensor, received: Mapping[int, torch.Tensor], masks: torch.Tensor,
+              pruning: RowPruning | None, i: int, chosen: list[int], ids: list[str],
+              weights: Mapping[str, float]) -> torch.Tensor:
+    """Client i's weights merged with its fetched neighbours' at `weights` (by peer id)."""
+    if pruning is not None:
+        return pruning.merge_row(masks[i], flat[i], [received[j] for j in chosen],
+                                 [weights.get(ids[k], 0.0) for k in (i, *chosen)])
+    states = {ids[i]: {"w": flat[i]}, **{ids[j]: {"w": received[j]} for j in chosen}}
+    return merge(states, weights, method=cfg.merge, clip_norm=cfg.clip_norm or None,
+                 reference={"w": flat[i]})["w"]
+
+
+def merged_val_loss(engine: LoopEngine | BatchedEngine,
+                    combine: Callable[[Mapping[str, float]], torch.Tensor],
+                    client: int, weights: Mapping[str, float]) -> float:
+    """Validation loss of client's weights merged at `weights` (the merge guard's yardstick)."""
+    try:
+        return float(engine.evaluate(combine(weights)[None], "val", [client])[0][0])
+    except MergeError:
+        return math.nan  # nothing mergeable: the guard refuses it
 
 
 def score_pairs(

@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from node.demo import DemoSettings, PeerOutcome, run_demo, summary_rounds
+from node.demo import DemoSettings, PeerOutcome, run_demo, summary_rounds, verdict
 from node.status import NodeStatus, short_id
 
 
@@ -51,10 +51,10 @@ def final_table(outcomes: list[PeerOutcome]) -> Table:
     for column in ("peer", "cluster", "swarm", "alone", "gain", "snapshots merged", "bytes in", "bytes out"):
         table.add_column(column)
     for o in outcomes:
-        gain = "-" if o.test_acc is None or o.local_acc is None else f"{o.test_acc - o.local_acc:+.3f}"
+        gain = "-" if o.gain is None else f"{o.gain:+.3f}"
         table.add_row(f"#{o.client} {short_id(o.peer_id)}", str(o.cluster),
                       "-" if o.test_acc is None else f"{o.test_acc:.3f}",
-                      "-" if o.local_acc is None else f"{o.local_acc:.3f}", gain, str(o.merges),
+                      "-" if o.alone_acc is None else f"{o.alone_acc:.3f}", gain, str(o.merges),
                       f"{o.bytes_in:,}", f"{o.bytes_out:,}")
     return table
 
@@ -83,6 +83,7 @@ def run(args: argparse.Namespace) -> int:
         with Live(live_table([None] * settings.nodes), console=console, refresh_per_second=2) as live:
             outcomes, wall = run_demo(settings, on_tick=lambda st: live.update(live_table(st)))
     console.print(final_table(outcomes))
+    console.print(verdict(outcomes))
     if args.out is not None:
         write_report(settings, outcomes, wall, args.out)
         console.print(f"report written to {args.out}/summary.json")
@@ -110,7 +111,8 @@ def write_report(settings: DemoSettings, outcomes: list[PeerOutcome], wall: floa
     # The demo knows more than the simulator contract asks for: what each peer gained over training alone.
     summary_path = out / "summary.json"
     summary = json.loads(summary_path.read_text())
-    local = [o.local_acc for o in outcomes if o.local_acc is not None]
-    summary["final"]["local_mean_acc"] = statistics.fmean(local) if local else None
+    alone = [o.alone_acc for o in outcomes if o.alone_acc is not None]
+    summary["final"]["alone_mean_acc"] = statistics.fmean(alone) if alone else None
+    summary["final"]["verdict"] = verdict(outcomes)
     summary["peers"] = [dataclasses.asdict(o) for o in outcomes]
     summary_path.write_text(json.dumps(summary, indent=1))

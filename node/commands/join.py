@@ -31,6 +31,10 @@ HELP = {
     "strategy": "local, random, dac, panm",
     "similarity": "inverse-loss, cosine-weights, cosine-updates, l2",
     "encoding": "snapshot encoding: fp32, fp16, int8, topk-delta",
+    "tau": "dac: softmax temperature of the neighbour choice (0: the metric's default, 10 for inverse-loss)",
+    "explore_unknown": "dac: a peer not scored yet gets the best prior, so every peer is tried (default on)",
+    "merge_guard": "merge a neighbour only if that does not raise the loss on this peer's validation data "
+                   "by more than 10%%; the best model on validation is the one kept (default on)",
     "device": "auto (cuda > mps > cpu), cpu, cuda, mps",
     "rounds": "stop after this many rounds (0: run until stopped)",
     "max_steps_per_round": "cap on training steps per round (a slow device trains less, not later)",
@@ -46,7 +50,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         flag = "--" + f.name.replace("_", "-")
         kind = hints[f.name]
         if kind is bool:
-            parser.add_argument(flag, action="store_true", default=argparse.SUPPRESS, help=HELP.get(f.name))
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
+                                help=HELP.get(f.name))
         elif typing.get_origin(kind) is list:
             parser.add_argument(flag, action="append", default=argparse.SUPPRESS, help=HELP.get(f.name))
         else:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import statistics
 import sys
 from pathlib import Path
 from typing import Any
@@ -81,11 +82,11 @@ def run(args: argparse.Namespace) -> int:
 
         def on_round(row: dict) -> None:
             purity = "-" if row["purity"] is None else f"{row['purity']:.2f}"
-            bar.update(
-                task,
-                advance=1,
-                status=f"acc {row['mean_acc']:.3f} (min {row['min_acc']:.2f}) purity {purity}",
-            )
+            if row["mean_acc"] is not None:
+                acc = f"acc {row['mean_acc']:.3f} (min {row['min_acc']:.2f})"
+            else:
+                acc = "val acc -" if row["val_acc"] is None else f"val acc {row['val_acc']:.3f}"
+            bar.update(task, advance=1, status=f"{acc} purity {purity}")
 
         try:
             result = simulate(cfg, transmit=snapshot_transmit(cfg.encoding), on_round=on_round)
@@ -93,9 +94,9 @@ def run(args: argparse.Namespace) -> int:
             print(f"swarm-node simulate: {exc}", file=sys.stderr)
             return 2
     written = write_outputs(result, args.out)
-    final = result.rounds[-1] if result.rounds else {}
     print(
-        f"mean acc {final.get('mean_acc', float('nan')):.4f}  bytes {result.bytes_sent_total}  "
+        f"mean acc {statistics.fmean(result.per_client):.4f} (each client's best model on its validation "
+        f"split, on its test split)  bytes {result.bytes_sent_total}  "
         f"wall {result.wall_s:.1f}s  -> {', '.join(str(p) for p in written)}"
     )
     return 0

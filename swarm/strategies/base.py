@@ -10,7 +10,10 @@ Round protocol, identical in both runtimes:
 3. `observe(view, scores, advertised)` updates the peer's state (priors, bag, schedules);
    `advertised` maps a fetched peer id to the similarity table that peer announced
    (`advertise()`), the only second-hand knowledge a peer can have (DAC's 2-hop expansion);
-4. `weights(view, fetched, scores)` -> merge weights over `view.me` and the fetched peers (sum 1).
+4. `weights(view, fetched, scores)` -> merge weights over `view.me` and the fetched peers (sum 1;
+   a zero weight leaves that peer out of the merge);
+5. the runtime may refuse some of those merges (its merge guard: the peer's model raised the loss
+   on my own validation data) and tells the strategy with `rejected(peers)`.
 """
 
 from __future__ import annotations
@@ -85,6 +88,11 @@ class Strategy:
         self, view: PeerView, fetched: Sequence[str], scores: Mapping[str, float]
     ) -> dict[str, float]:
         return uniform_weights(view.me, fetched)
+
+    def rejected(self, peers: Sequence[str]) -> None:
+        """The runtime refused to merge `peers` (they raised the loss on my validation data): a
+        strategy that learns whom to pick hears of it; the others need not."""
+        return None
 
     def advertise(self, limit: int = 20) -> dict[str, float]:
         """The similarity table this peer would put in its announcement (at most `limit` entries)."""

@@ -1,12 +1,20 @@
 """DAC: decentralized adaptive clustering (softmax sampling over similarity priors).
 
 Each peer keeps a prior similarity per peer it knows. It samples `neighbours` peers with
-probability softmax(tau_t * prior), tau_t = tau + tau_growth * round (an increasing schedule sharpens
-the choice once priors are informative). Unknown peers have prior 0, so round 0 is uniform.
+probability softmax(tau_t * prior), tau_t = tau + tau_growth * round. The thesis's final runs keep
+tau fixed per metric (`DEFAULT_TAU`); `tau_growth` is ours, a linear schedule that sharpens the
+choice once priors are informative (not the thesis's sigmoid "softmax-variable-tau" rule). Nothing
+known (round 0) means a uniform draw.
+
+A peer never scored and never estimated gets, with `explore_unknown`, the best prior this peer
+knows: optimism makes every peer tried before the sampling settles. Without it (the thesis) an
+unknown peer has prior 0, i.e. almost no chance once anything is known, so with few peers a peer keeps
+re-drawing whichever neighbour it met first, right cluster or wrong.
 
 2-hop expansion stays within what a peer can know: a peer announces its own measured table
-(`advertise()`); after scoring, the most similar fetched neighbour's table fills in priors for peers
-this peer never measured itself (measured values always win over second-hand ones).
+(`advertise()`); after scoring, every fetched neighbour's table fills in priors for peers this peer
+never measured itself, each from the most similar neighbour that lists it (measured values always
+win over second-hand ones; a newer estimate replaces an older one).
 """
 
 from __future__ import annotations
@@ -19,6 +27,15 @@ from typing import Any
 from swarm.strategies.base import PeerView, Strategy, others, register, sample_weights
 
 AGGREGATIONS = ("samples", "similarity")
+# The thesis's temperatures per similarity metric (cosine was tried at 100, 200 and 300): the metrics'
+# scales differ (1/loss is ~0.1-10, a cosine at most 1), so one tau cannot suit them all.
+DEFAULT_TAU = {
+    "inverse-loss": 10.0,
+    "cosine-updates": 200.0,
+    "cosine-weights": 200.0,
+    "panm": 200.0,
+    "l2": 30.0,
+}
 
 
 def softmax_sample(items: Sequence[str], logits: Sequence[float], k: int, rng: random.Random) -> list[str]:
@@ -43,9 +60,22 @@ def finite_scores(scores: Mapping[str, float], me: str) -> dict[str, float]:
     return {p: float(s) for p, s in scores.items() if p != me and math.isfinite(float(s))}
 
 
+def default_tau(metric: str) -> float:
+    try:
+        return DEFAULT_TAU[metric]
+    except KeyError:
+        raise ValueError(
+            f"dac has no default tau for similarity {metric!r} (known: {', '.join(DEFAULT_TAU)}); set tau > 0"
+        ) from None
+
+
 @register
 class DAC(Strategy):
-    """DAC sampling with optional 2-hop expansion; merge weights by training-set size or similarity."""
+    """DAC sampling with optional 2-hop expansion; merge weights by training-set size or similarity.
+
+    `similarity` names the metric the runtime scores with ("" = `default_similarity`); it only picks
+    the default temperature: `tau <= 0` means `DEFAULT_TAU[similarity]`.
+    """
 
     name = "dac"
     needs_scores = True
@@ -54,20 +84,20 @@ class DAC(Strategy):
     def __init__(
         self,
         neighbours: int = 5,
-        tau: float = 30.0,
+        tau: float = 0.0,
         tau_growth: float = 0.0,
         two_hop: bool = True,
         aggregate: str = "samples",
+        similarity: str = "",
+        explore_unknown: bool = True,
     ) -> None:
         super().__init__(neighbours)
         if aggregate not in AGGREGATIONS:
             raise ValueError(f"dac aggregate must be one of {', '.join(AGGREGATIONS)}, got {aggregate!r}")
-        self.tau, self.tau_growth, self.two_hop, self.aggregate = (
-            float(tau),
-            float(tau_growth),
-            two_hop,
-            aggregate,
-        )
+        self.similarity = similarity or self.default_similarity
+        self.tau = float(tau) if tau > 0 else default_tau(self.similarity)
+        self.tau_growth, self.two_hop, self.aggregate = float(tau_growth), two_hop, aggregate
+        self.explore_unknown = explore_unknown
         self.measured: dict[str, float] = {}
         self.estimated: dict[str, float] = {}
 
@@ -79,8 +109,11 @@ class DAC(Strategy):
 
     def choose(self, view: PeerView, rng: random.Random) -> list[str]:
         ids = sorted(c.peer_id for c in others(view))
+        known = self.measured.keys() | self.estimated.keys()
+        unknown = max(map(self.prior, known), default=0.0) if self.explore_unknown else 0.0
         tau = self.tau_at(view.round)
-        return softmax_sample(ids, [tau * self.prior(p) for p in ids], self.neighbours, rng)
+        logits = [tau * (self.prior(p) if p in known else unknown) for p in ids]
+        return softmax_sample(ids, logits, self.neighbours, rng)
 
     def observe(
         self,
@@ -90,15 +123,23 @@ class DAC(Strategy):
     ) -> None:
         fresh = finite_scores(scores, view.me)
         self.measured.update(fresh)
-        if not (self.two_hop and advertised and fresh):
-            return
-        tables = [p for p in fresh if p in advertised]
-        if not tables:
-            return
-        best = max(tables, key=lambda p: (fresh[p], p))
-        for peer, score in finite_scores(advertised[best], view.me).items():
-            if peer not in self.measured:
-                self.estimated[peer] = score
+        if self.two_hop and advertised:
+            self.estimated.update(self.two_hop_estimates(fresh, advertised, view.me))
+
+    def two_hop_estimates(
+        self, fresh: Mapping[str, float], advertised: Mapping[str, Mapping[str, float]], me: str
+    ) -> dict[str, float]:
+        """For each peer I never measured, its value in the table of the most similar fetched
+        neighbour that lists it: that neighbour's view of the peer is the likeliest to be mine.
+        (The thesis's client_information_exchange_DAC keeps the LEAST similar one, `if
+        similarity_scores[j] < two_step_similarities[k][0]`, a flipped comparison.)"""
+        estimates: dict[str, float] = {}
+        # Ascending similarity, so the most similar neighbour writes last and wins.
+        for neighbour in sorted((p for p in fresh if p in advertised), key=lambda p: (fresh[p], p)):
+            for peer, score in finite_scores(advertised[neighbour], me).items():
+                if peer not in self.measured:
+                    estimates[peer] = score
+        return estimates
 
     def weights(
         self, view: PeerView, fetched: Sequence[str], scores: Mapping[str, float]
@@ -114,6 +155,14 @@ class DAC(Strategy):
         total = sum(raw.values())
         return {p: w / total for p, w in raw.items()}
 
+    def rejected(self, peers: Sequence[str]) -> None:
+        """A refused merge is evidence the peer is less similar than its score says: move its measured
+        prior away from the top (halve a positive one, double a negative one) until it is re-scored."""
+        for peer in peers:
+            if peer in self.measured:
+                prior = self.measured[peer]
+                self.measured[peer] = prior / 2 if prior > 0 else prior * 2
+
     def advertise(self, limit: int = 20) -> dict[str, float]:
         best = sorted(self.measured.items(), key=lambda kv: (-kv[1], kv[0]))[:limit]
         return dict(best)
@@ -125,6 +174,8 @@ class DAC(Strategy):
             "tau_growth": self.tau_growth,
             "two_hop": self.two_hop,
             "aggregate": self.aggregate,
+            "similarity": self.similarity,
+            "explore_unknown": self.explore_unknown,
             "measured": dict(self.measured),
             "estimated": dict(self.estimated),
         }
@@ -133,5 +184,8 @@ class DAC(Strategy):
         super().load_state_dict(state)
         self.tau, self.tau_growth = float(state["tau"]), float(state["tau_growth"])
         self.two_hop, self.aggregate = bool(state["two_hop"]), str(state["aggregate"])
+        # Checkpoints written before these settings existed keep the configured ones.
+        self.similarity = str(state.get("similarity", self.similarity))
+        self.explore_unknown = bool(state.get("explore_unknown", self.explore_unknown))
         self.measured = {str(k): float(v) for k, v in state["measured"].items()}
         self.estimated = {str(k): float(v) for k, v in state["estimated"].items()}

@@ -148,17 +148,19 @@ def test_new_daemon_on_existing_repo_keeps_identity_ports_and_pins(tmp_path: Pat
     assert not second.running
 
 
-def test_a_port_taken_before_the_daemon_listens_is_picked_again(tmp_path: Path,
-                                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    # Ports are picked free, then the daemon binds them: another process can take one in between.
+@pytest.mark.parametrize(("port", "picked", "index"), [("api", 3, 0), ("swarm", 3, 1), ("rpc", 4, 0)])
+def test_a_port_taken_before_the_daemon_listens_is_picked_again(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, port: str, picked: int, index: int) -> None:
+    # Ports are picked free, then the daemon binds them: another process can take one in between. js-ipfs
+    # then exits at once (API, RPC) or hangs without listening (swarm); either way a new pick follows.
     real_free_ports = daemon_module.free_ports
     picks: list[list[int]] = []
 
     def free_ports(n: int) -> list[int]:
         ports = real_free_ports(n)
-        if n == 3 and not picks:
-            ports[0] = squatter.getsockname()[1]  # the API port of the first attempt is taken
-        if n == 3:
+        if n == picked:
+            if not picks:
+                ports[index] = squatter.getsockname()[1]
             picks.append(ports)
         return ports
 
@@ -168,7 +170,8 @@ def test_a_port_taken_before_the_daemon_listens_is_picked_again(tmp_path: Path,
         monkeypatch.setattr(daemon_module, "free_ports", free_ports)
         started = time.monotonic()
         with IpfsDaemon.start(tmp_path / "ipfs") as daemon:
-            assert len(picks) == 2 and daemon.api_port == picks[1][0] != squatter.getsockname()[1]
+            assert len(picks) == 2, f"the {port} port was not picked again"
+            assert squatter.getsockname()[1] not in (daemon.api_port, daemon.swarm_port)
             store = IpfsStore(daemon.api_multiaddr, timeout=20)
             assert store.get(store.put(b"after a second pick")) == b"after a second pick"
         assert time.monotonic() - started < 45  # detected at once, not after the 60 s readiness wait

@@ -78,11 +78,17 @@ def test_demo_peers_merge_and_beat_training_alone(tmp_path: Path) -> None:
     assert (out / "rounds.csv").exists() and (out / "accuracy.png").exists()
     peers = summary["peers"]
     assert len(peers) == 3 and len({p["peer_id"] for p in peers}) == 3
-    # Every peer merged snapshots it fetched from other peers' IPFS daemons.
-    assert all(p["merges"] >= 3 and p["bytes_in"] > 0 for p in peers), peers
+    # Every peer fetched snapshots from other peers' IPFS daemons, and merged those that did not raise the
+    # loss on its own validation data (the merge guard): on 25 validation images one of three iid peers
+    # sometimes finds no merge within 10% and keeps training alone (its gain is then 0).
+    assert all(p["bytes_in"] > 0 for p in peers), peers
+    assert sum(p["merges"] >= 3 for p in peers) >= 2, peers
     # Three peers with 100 samples each learn more together than each alone (measured: +0.02..+0.065
-    # per peer, mean +0.043 on this setting).
-    assert summary["final"]["mean_acc"] > summary["final"]["local_mean_acc"] + 0.01, peers
+    # per peer, mean +0.043 on this setting), and none loses.
+    assert summary["final"]["mean_acc"] > summary["final"]["alone_mean_acc"] + 0.01, peers
+    assert all(p["gain"] == pytest.approx(p["test_acc"] - p["alone_acc"]) for p in peers), peers
+    assert min(p["gain"] for p in peers) > -0.01, peers
+    assert summary["final"]["verdict"].startswith(f"{sum(p['gain'] > 0 for p in peers)} of 3 peers gained")
 
 
 def test_pinner_keeps_a_snapshot_fetchable_after_its_publisher_left(tmp_path: Path,

@@ -52,9 +52,39 @@ def test_score_and_merge_use_the_peer_state() -> None:
         b.train(None)
     assert a.score(b.state()) > 0
     mine, theirs = a.state(), b.state()
-    a.merge({"me": mine, "peer": theirs}, {"me": 0.5, "peer": 0.5})
+    verdict = a.merge("me", {"me": mine, "peer": theirs}, {"me": 0.5, "peer": 0.5}, rounds_trained=2)
+    assert verdict.rejected == []  # iid digits: the peer's model helps
     key = next(k for k in mine if mine[k].is_floating_point())
     assert torch.allclose(a.state()[key], (mine[key] + theirs[key]) / 2, atol=1e-6)
+
+
+def test_the_merge_guard_refuses_a_poisoned_model_and_tells_the_strategy() -> None:
+    a = learner(strategy="dac")
+    a.train(None)
+    mine = a.state()
+    poisoned = {k: -50 * v if v.is_floating_point() else v for k, v in mine.items()}
+    a.strategy.measured["bad"] = 2.0
+    verdict = a.merge("me", {"me": mine, "bad": poisoned}, {"me": 0.5, "bad": 0.5}, rounds_trained=2)
+    assert verdict.rejected == ["bad"] and verdict.weights == {"me": 1.0}
+    assert all(torch.equal(a.state()[k], mine[k]) for k in mine)
+    assert a.strategy.measured["bad"] == 1.0  # DAC halved its prior
+    unguarded = learner(merge_guard=False)
+    unguarded.merge("me", {"me": mine, "bad": poisoned}, {"me": 0.5, "bad": 0.5}, rounds_trained=2)
+    assert not all(torch.equal(unguarded.state()[k], mine[k]) for k in mine)
+
+
+def test_the_best_model_on_validation_is_the_one_tested() -> None:
+    a = learner(lr=0.01)
+    for _ in range(3):
+        a.train(None)
+    loss, _ = a.judge(1)
+    best = a.state()
+    a.model.load_state_dict({k: torch.zeros_like(v) for k, v in best.items()})  # a useless model
+    worse, _ = a.judge(2)
+    assert worse > loss and a.best.round == 1
+    assert a.evaluate("test")[1] < 0.2 < a.best_test_accuracy()  # the zeroed model is not the one tested
+    a.model.load_state_dict(best)
+    assert a.best_test_accuracy() == pytest.approx(a.evaluate("test")[1])
 
 
 def test_a_volunteers_image_folder_becomes_a_shard(tmp_path: Path) -> None:

@@ -116,10 +116,29 @@ def test_cli_writes_the_summary_contract(tmp_path: Path) -> None:
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary) == {"config", "final", "rounds", "bytes_sent_total", "wall_s"}
     assert {"mean_acc", "std_acc", "min_acc", "max_acc", "per_client"} <= set(summary["final"])
-    assert summary["final"]["mean_acc"] == pytest.approx(summary["rounds"][-1]["mean_acc"])
+    assert summary["final"]["mean_acc"] == pytest.approx(statistics.fmean(summary["final"]["per_client"]))
+    assert all(0 <= r < 3 for r in summary["final"]["best_round"])
     assert summary["bytes_sent_total"] == sum(r["bytes_sent"] for r in summary["rounds"])
     with open(out / "rounds.csv") as f:
         assert len(list(csv.DictReader(f))) == 3
     assert (out / "accuracy.png").stat().st_size > 1000 and (out / "clients.png").stat().st_size > 1000
     bad = subprocess.run([*args, "--set", "strategy=nope"], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "choose one of" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_without_a_validation_split_the_last_models_are_tested() -> None:
+    result = simulate(SimConfig(**{**FAST, "val_samples": 0, "strategy": "random"}))
+    assert statistics.fmean(result.per_client) == pytest.approx(result.rounds[-1]["mean_acc"])
+    assert result.best_rounds == [2] * 8
+
+
+def test_the_best_model_on_validation_is_the_one_tested() -> None:
+    # Tiny shards, many epochs, a large step: the models overfit, so the best validation loss comes
+    # before the last round for some clients, and their tested model is not the last one.
+    cfg = SimConfig(**{**FAST, "rounds": 8, "local_epochs": 5, "lr": 0.05, "strategy": "local"})
+    result = simulate(cfg)
+    assert any(r < 7 for r in result.best_rounds), result.best_rounds
+    assert statistics.fmean(result.per_client) != pytest.approx(result.rounds[-1]["mean_acc"])
+    early = simulate(SimConfig(**{**FAST, "rounds": 8, "local_epochs": 5, "lr": 0.05, "strategy": "local",
+                                  "patience": 1}))
+    assert len(early.rounds) < 8 or early.rounds[-1]["active"] < 8  # early stopping stopped clients

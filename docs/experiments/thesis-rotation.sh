@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# The thesis's Fashion-MNIST rotation experiment (swarm/configs/fmnist-rotation-thesis.toml), one run per
+# directory; finished runs (summary.json present) are skipped, so an interrupted sweep resumes.
+#   nice -n 10 bash docs/experiments/thesis-rotation.sh [RUNS_DIR]     (SEEDS="1 2 3", ROUNDS=300)
+# then: .venv/bin/python -m swarm.grid table RUNS_DIR
+#       .venv/bin/python -m swarm.report compare docs/plots/thesis-rotation.png RUNS_DIR/*
+set -euo pipefail
+runs=${1:-runs/thesis-rotation}
+SIM=${SWARM_NODE:-.venv/bin/swarm-node}
+CONFIG=swarm/configs/fmnist-rotation-thesis.toml
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}  # one process per core, one thread each (docs/benchmarks.md)
+
+run() {  # run NAME KEY=VALUE...
+  local name=$1; shift
+  [[ -f $runs/$name/summary.json ]] && return 0
+  local sets=(--set "rounds=${ROUNDS:-300}")
+  for kv in "$@"; do sets+=(--set "$kv"); done
+  $SIM simulate --quiet --config "$CONFIG" "${sets[@]}" --out "$runs/$name"
+}
+
+for seed in ${SEEDS:-1 2}; do
+  run "local-s$seed" seed=$seed strategy=local lr=0.00005   # the thesis's no-communication baseline
+  run "local-fast-s$seed" seed=$seed strategy=local          # the same lr as everyone else
+  run "random-s$seed" seed=$seed strategy=random
+  run "oracle-s$seed" seed=$seed strategy=oracle
+  run "dac-inverse-loss-s$seed" seed=$seed strategy=dac similarity=inverse-loss
+  # ours: DAC with the merge guard, optimistic exploration and int8 snapshots (4x fewer bytes)
+  run "ours-s$seed" seed=$seed strategy=dac similarity=inverse-loss merge_guard=true explore_unknown=true \
+      encoding=int8
+  run "dac-cosine-updates-s$seed" seed=$seed strategy=dac similarity=cosine-updates
+  run "panm-inverse-loss-s$seed" seed=$seed strategy=panm similarity=inverse-loss
+  run "panm-cosine-s$seed" seed=$seed strategy=panm similarity=panm
+done
