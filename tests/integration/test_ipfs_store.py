@@ -148,11 +148,13 @@ def test_new_daemon_on_existing_repo_keeps_identity_ports_and_pins(tmp_path: Pat
     assert not second.running
 
 
-@pytest.mark.parametrize(("port", "picked", "index"), [("api", 3, 0), ("swarm", 3, 1), ("rpc", 4, 0)])
+# Not the RPC port: js-ipfs may answer on its API before it fails on a taken RPC port, so whether that
+# start is retried is a race (docs/resilience.md).
+@pytest.mark.parametrize(("port", "picked", "index"), [("api", 3, 0), ("swarm", 3, 1)])
 def test_a_port_taken_before_the_daemon_listens_is_picked_again(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, port: str, picked: int, index: int) -> None:
     # Ports are picked free, then the daemon binds them: another process can take one in between. js-ipfs
-    # then exits at once (API, RPC) or hangs without listening (swarm); either way a new pick follows.
+    # then exits at once (API) or hangs without listening (swarm); either way a new pick follows.
     real_free_ports = daemon_module.free_ports
     picks: list[list[int]] = []
 
