@@ -34,9 +34,9 @@ class DemoSettings:
     samples_per_client: int = 400
     strategy: str = "dac"
     similarity: str = "inverse-loss"
-    neighbours: int = 2
+    neighbours: int = 3
     encoding: str = "fp32"
-    local_epochs: int = 1
+    local_epochs: int = 3
     lr: float = 1e-3
     model: str = ""
     max_steps_per_round: int = 0

@@ -8,9 +8,9 @@ runs=${1:-docs/results/sim-gain}
 SIM=${SWARM_NODE:-.venv/bin/swarm-node}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 # What `swarm-node demo` runs: Fashion-MNIST rotation, 400 training / 100 validation / 1,000 test images
-# per peer, 20 rounds of 1 local epoch, Adam lr 1e-3, batch 32, DAC with inverse loss and 2 neighbours.
+# per peer, 20 rounds of 3 local epochs, Adam lr 1e-3, batch 32, DAC with inverse loss and 3 neighbours.
 DEMO=(dataset=fashion-mnist partition=rotation train_samples=400 val_samples=100 test_samples=1000
-      rounds=20 local_epochs=1 lr=0.001 batch_size=32 neighbours=2 similarity=inverse-loss)
+      rounds=20 local_epochs=3 lr=0.001 batch_size=32 neighbours=3 similarity=inverse-loss)
 for n in ${NODES:-4 6 10}; do
   for seed in ${SEEDS:-0 1 2}; do
     for strategy in local dac random; do
