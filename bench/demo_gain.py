@@ -61,7 +61,7 @@ def sim_table(out: Path) -> str:
     """The same comparison from `docs/experiments/sim-gain.sh` runs: DAC and random gossip against
     local training, per client."""
     lines = ["| peers | seed | dac mean gain | dac per-peer gain (cluster) | dac worst | random mean gain | "
-             "random worst | verdict (dac) |", "|---|---|---|---|---|---|---|---|"]
+             "random per-peer gain | random worst | verdict (dac) |", "|---|---|---|---|---|---|---|---|---|"]
     for local_path in sorted(out.glob("n*-s*-local/summary.json"),
                              key=lambda p: tuple(int(x) for x in p.parent.name[1:-6].split("-s"))):
         stem = local_path.parent.name.removesuffix("-local")
@@ -81,7 +81,8 @@ def sim_table(out: Path) -> str:
         lines.append(f"| {n} | {seed} | {statistics.fmean(gains):+.3f} | "
                      + ", ".join(f"{g:+.3f} ({c})" for g, c in zip(gains, clusters, strict=True))
                      + f" | {min(gains):+.3f} | "
-                     + (f"{statistics.fmean(rnd[0]):+.3f} | {min(rnd[0]):+.3f}" if rnd else "- | -")
+                     + (f"{statistics.fmean(rnd[0]):+.3f} | " + ", ".join(f"{g:+.3f}" for g in rnd[0])
+                        + f" | {min(rnd[0]):+.3f}" if rnd else "- | - | -")
                      + f" | {gains_verdict(gains)} |")
     return "\n".join(lines)
 

@@ -194,6 +194,6 @@ class Learner:
                             lambda w: self.loss_on_my_data(merged(w), "val"), rounds_trained=rounds_trained)
             self.strategy.rejected(verdict.rejected)
         else:
-            verdict = Guarded(dict(weights), [], float("nan"))
+            verdict = Guarded(dict(weights), [])
         self.model.load_state_dict(merged(verdict.weights))
         return verdict

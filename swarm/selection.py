@@ -28,12 +28,11 @@ WARMUP_ROUNDS = 1
 
 @dataclass
 class Guarded:
-    """What the guard let through: merge `weights` (sum 1, the peer included), the neighbours it
-    refused, and the validation loss of the merge it chose."""
+    """What the guard let through: merge `weights` (sum 1, the peer included) and the neighbours it
+    refused."""
 
     weights: dict[str, float]
     rejected: list[str]
-    loss: float
 
 
 def normalised(weights: Mapping[str, float]) -> dict[str, float]:
@@ -48,7 +47,7 @@ def guard(me: str, weights: Mapping[str, float], own_loss: float, loss_of: LossO
     too, otherwise the best single one. `own_loss` is my current model's validation loss. Before
     `rounds_trained` exceeds `WARMUP_ROUNDS` nothing is merged (and nobody is refused)."""
     if rounds_trained <= WARMUP_ROUNDS:
-        return Guarded({me: 1.0}, [], own_loss)
+        return Guarded({me: 1.0}, [])
     mine = weights.get(me, 0.0)
     neighbours = sorted(p for p, w in weights.items() if p != me and w > 0 and math.isfinite(w))
     bound = own_loss * (1 + tolerance)
@@ -63,14 +62,14 @@ def guard(me: str, weights: Mapping[str, float], own_loss: float, loss_of: LossO
             pair_loss[p] = loss
     rejected = [p for p in neighbours if p not in pair_loss]
     if not pair_loss:
-        return Guarded({me: 1.0}, rejected, own_loss)
+        return Guarded({me: 1.0}, rejected)
     if len(pair_loss) > 1:
         together = normalised({me: mine, **{p: weights[p] for p in pair_loss}})
         loss = loss_of(together)
         if loss <= bound:
-            return Guarded(together, rejected, loss)
+            return Guarded(together, rejected)
     best = min(pair_loss, key=lambda p: (pair_loss[p], p))
-    return Guarded(normalised({me: mine, best: weights[best]}), rejected, pair_loss[best])
+    return Guarded(normalised({me: mine, best: weights[best]}), rejected)
 
 
 @dataclass

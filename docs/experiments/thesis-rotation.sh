@@ -16,6 +16,7 @@ run() {  # run NAME KEY=VALUE...
   local sets=(--set "rounds=${ROUNDS:-300}")
   for kv in "$@"; do sets+=(--set "$kv"); done
   $SIM simulate --quiet --config "$CONFIG" "${sets[@]}" --out "$runs/$name"
+  rm -f "$runs/$name"/*.png  # the plot of all rows is drawn from rounds.csv
 }
 
 for seed in ${SEEDS:-1 2}; do
