@@ -17,13 +17,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from swarm.selection import TOLERANCE
+
 ROLES = ("trainer", "pinner", "observer")
 # Numeric settings with a lower bound (every float setting must also be finite): names, test, rule.
 _BOUNDS: tuple[tuple[tuple[str, ...], Callable[[float], bool], str], ...] = (
     (("clients", "samples_per_client", "local_epochs", "batch_size"), lambda v: v >= 1, "at least 1"),
     (("lr", "fetch_timeout_s", "max_snapshot_mb", "dp_max_grad_norm"), lambda v: v > 0, "greater than 0"),
     (("neighbours", "rounds", "max_steps_per_round", "round_interval_s", "dp_epsilon", "dp_delta",
-      "clip_norm", "tau"), lambda v: v >= 0, "0 or more"),
+      "clip_norm", "tau", "guard_tolerance"), lambda v: v >= 0, "0 or more"),
 )
 DEFAULT_IPFS_API = "/ip4/127.0.0.1/tcp/5001"
 
@@ -57,6 +59,7 @@ class NodeConfig:
     merge: str = "mean"
     clip_norm: float = 0.0  # > 0: clip each peer's distance to my weights before merging (0: off)
     merge_guard: bool = True
+    guard_tolerance: float = TOLERANCE
     device: str = "auto"
     rounds: int = 0
     local_epochs: int = 1

@@ -191,7 +191,8 @@ class Learner:
 
         if self.cfg.merge_guard and self.has_val:
             verdict = guard(me, weights, self.evaluate("val")[0],
-                            lambda w: self.loss_on_my_data(merged(w), "val"), rounds_trained=rounds_trained)
+                            lambda w: self.loss_on_my_data(merged(w), "val"), self.cfg.guard_tolerance,
+                            rounds_trained=rounds_trained)
             self.strategy.rejected(verdict.rejected)
         else:
             verdict = Guarded(dict(weights), [])

@@ -8,6 +8,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from swarm.selection import TOLERANCE
+
 
 @dataclass
 class SimConfig:
@@ -40,6 +42,7 @@ class SimConfig:
     merge: str = "mean"  # "mean", "median", "trimmed-mean"
     clip_norm: float = 0.0  # 0 = off
     merge_guard: bool = True  # merge only neighbours that do not raise the loss on my validation split
+    guard_tolerance: float = TOLERANCE  # the merge guard's allowed relative rise of that loss
     patience: int = 0  # early stopping: rounds without a better validation loss; 0 = never stop
     test_every: int = 1  # evaluate every client's current model on its test split every k rounds
     encoding: str = "fp32"  # fp32, fp16, int8, topk-delta; pruned tensors travel as mask + values

@@ -196,7 +196,8 @@ def simulate(
             combine = functools.partial(merge_row, cfg, flat, received, masks, pruning, i, chosen[i], ids)
             if guarded and val_loss is not None:
                 loss_of = functools.partial(merged_val_loss, engine, combine, i)
-                verdict = guard(ids[i], weights, float(val_loss[i]), loss_of, rounds_trained=r + 1)
+                verdict = guard(ids[i], weights, float(val_loss[i]), loss_of, cfg.guard_tolerance,
+                                rounds_trained=r + 1)
                 strategies[i].rejected(verdict.rejected)
                 weights = verdict.weights
             try:

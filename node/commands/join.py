@@ -34,7 +34,8 @@ HELP = {
     "tau": "dac: softmax temperature of the neighbour choice (0: the metric's default, 10 for inverse-loss)",
     "explore_unknown": "dac: a peer not scored yet gets the best prior, so every peer is tried (default on)",
     "merge_guard": "merge a neighbour only if that does not raise the loss on this peer's validation data "
-                   "by more than 10%%; the best model on validation is the one kept (default on)",
+                   "by more than --guard-tolerance; the model kept is the best on validation (default on)",
+    "guard_tolerance": "the merge guard's allowed relative rise of the validation loss (default 0.1 = 10%%)",
     "device": "auto (cuda > mps > cpu), cpu, cuda, mps",
     "rounds": "stop after this many rounds (0: run until stopped)",
     "max_steps_per_round": "cap on training steps per round (a slow device trains less, not later)",

@@ -71,6 +71,9 @@ def test_the_merge_guard_refuses_a_poisoned_model_and_tells_the_strategy() -> No
     unguarded = learner(merge_guard=False)
     unguarded.merge("me", {"me": mine, "bad": poisoned}, {"me": 0.5, "bad": 0.5}, rounds_trained=2)
     assert not all(torch.equal(unguarded.state()[k], mine[k]) for k in mine)
+    tolerant = learner(strategy="dac", guard_tolerance=1e9)  # --guard-tolerance reaches the guard
+    verdict = tolerant.merge("me", {"me": mine, "bad": poisoned}, {"me": 0.5, "bad": 0.5}, rounds_trained=2)
+    assert verdict.rejected == []
 
 
 def test_the_best_model_on_validation_is_the_one_tested() -> None:
