@@ -12,14 +12,13 @@ keeps its (merged) weights.
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Sequence
 
 import torch
 from torch import nn
 from torch.func import functional_call, grad_and_value, vmap
 
-from swarm.engine import Layout, LoopEngine, TrainSettings, client_generator, who
+from swarm.engine import Layout, LoopEngine, TrainSettings, client_generator
 from swarm.partition import ClientData
 from swarm.privacy import PrivacyBudget, clip_and_noise, epsilon_of, plan_noise
 from swarm.similarity import flatten
@@ -65,39 +64,34 @@ class PrivateLoopEngine(LoopEngine):
     def exhausted(self) -> list[bool]:
         return [t >= p for t, p in zip(self.taken, self.planned, strict=True)]
 
-    def train(
-        self, flat: torch.Tensor, round_: int, active: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """DP-SGD for the active clients; inactive ones (early-stopped) spend no budget."""
-        s, out = self.settings, flat.clone()
-        losses = torch.full((len(self.clients),), math.nan)
-        for i in who(active, len(self.clients)):
-            c = self.clients[i]
-            steps = min(s.epochs * round(1 / self.rates[i]), self.planned[i] - self.taken[i])
-            if steps <= 0:
-                continue
-            model = self.load(flat[i])
-            model.train()
-            params = dict(model.named_parameters())
-            optimizer = make_optimizer(s.optimizer, params.values(), s.lr)
-            picks = client_generator(s.seed, round_, i)
-            noise = client_generator(s.seed + NOISE_STREAM, round_, i)
-            loss_sum, seen = 0.0, 0
-            for _ in range(steps):
-                chosen = torch.rand(len(c.train_y), generator=picks) < self.rates[i]
-                grads, loss = self.dp_gradient(params, c.train_x[chosen], c.train_y[chosen], i, noise)
-                optimizer.zero_grad(set_to_none=True)
-                for k, p in params.items():
-                    p.grad = grads[k]
-                optimizer.step()
-                loss_sum, seen = loss_sum + float(loss.sum()), seen + len(loss)
-            self.taken[i] += steps
-            spent = self.account(i)
-            if self.taken[i] >= self.planned[i]:
-                log.info("client %d: privacy budget spent (epsilon %.3g of %g); training stopped, weights "
-                         "still shared", i, spent, self.budget.target_epsilon)
-            out[i], losses[i] = flatten(model.state_dict()), loss_sum / max(seen, 1)
-        return out, losses
+    def train_client(self, i: int, row: torch.Tensor, round_: int) -> tuple[torch.Tensor, float] | None:
+        """DP-SGD for client i; the base class skips inactive (early-stopped) clients, so they spend no
+        budget, and a client whose budget is spent trains nothing (None)."""
+        s, c = self.settings, self.clients[i]
+        steps = min(s.epochs * round(1 / self.rates[i]), self.planned[i] - self.taken[i])
+        if steps <= 0:
+            return None
+        model = self.load(row)
+        model.train()
+        params = dict(model.named_parameters())
+        optimizer = make_optimizer(s.optimizer, params.values(), s.lr)
+        picks = client_generator(s.seed, round_, i)
+        noise = client_generator(s.seed + NOISE_STREAM, round_, i)
+        loss_sum, seen = 0.0, 0
+        for _ in range(steps):
+            chosen = torch.rand(len(c.train_y), generator=picks) < self.rates[i]
+            grads, loss = self.dp_gradient(params, c.train_x[chosen], c.train_y[chosen], i, noise)
+            optimizer.zero_grad(set_to_none=True)
+            for k, p in params.items():
+                p.grad = grads[k]
+            optimizer.step()
+            loss_sum, seen = loss_sum + float(loss.sum()), seen + len(loss)
+        self.taken[i] += steps
+        spent = self.account(i)
+        if self.taken[i] >= self.planned[i]:
+            log.info("client %d: privacy budget spent (epsilon %.3g of %g); training stopped, weights "
+                     "still shared", i, spent, self.budget.target_epsilon)
+        return flatten(model.state_dict()), loss_sum / max(seen, 1)
 
     def dp_gradient(self, params: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor, client: int,
                     noise: torch.Generator) -> tuple[dict[str, torch.Tensor], torch.Tensor]:

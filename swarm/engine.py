@@ -113,20 +113,23 @@ class LoopEngine:
     def train(
         self, flat: torch.Tensor, round_: int, active: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        s, out = self.settings, flat.clone()
+        """Train the active clients one at a time; one that trains nothing keeps its row and a NaN loss."""
+        out = flat.clone()
         losses = torch.full((len(self.clients),), math.nan)
         for i in who(active, len(self.clients)):
-            c = self.clients[i]
-            model = self.load(flat[i])
-            loader = ShuffledBatches(c.train_x, c.train_y, s.batch_size, client_generator(s.seed, round_, i))
-            stats = train_local(
-                model,
-                loader,
-                epochs=s.epochs,
-                optimizer=make_optimizer(s.optimizer, model.parameters(), s.lr),
-            )
-            out[i], losses[i] = flatten(model.state_dict()), stats.loss
+            trained = self.train_client(i, flat[i], round_)
+            if trained is not None:
+                out[i], losses[i] = trained
         return out, losses
+
+    def train_client(self, i: int, row: torch.Tensor, round_: int) -> tuple[torch.Tensor, float] | None:
+        """Client i's weights after this round's local training, and its mean training loss."""
+        s, c = self.settings, self.clients[i]
+        model = self.load(row)
+        loader = ShuffledBatches(c.train_x, c.train_y, s.batch_size, client_generator(s.seed, round_, i))
+        stats = train_local(model, loader, epochs=s.epochs,
+                            optimizer=make_optimizer(s.optimizer, model.parameters(), s.lr))
+        return flatten(model.state_dict()), stats.loss
 
     def evaluate(
         self, flat: torch.Tensor, split: str = "test", owners: Sequence[int] | None = None
