@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from node.config import NodeConfig
 from swarm.data import load_dataset
+from swarm.engine import split_of
 from swarm.merge import merge
 from swarm.models import build_model
 from swarm.partition import ClientData, partition
@@ -139,13 +140,14 @@ class Learner:
                            optimizer=self.optimizer, device=self.device, max_steps=max_steps)
 
     def evaluate(self, split: str = "val") -> tuple[float, float]:
-        x, y = getattr(self.shard.data, f"{split}_x"), getattr(self.shard.data, f"{split}_y")
-        return evaluate(self.model, [(x, y)], self.device)
+        return evaluate(self.model, [split_of(self.shard.data, split)], self.device)
+
+    def _on_my_data(self, state: StateDict, split: str) -> tuple[float, float]:
+        self._scratch.load_state_dict(state)
+        return evaluate(self._scratch, [split_of(self.shard.data, split)])
 
     def loss_on_my_data(self, theirs: StateDict, split: str = "train") -> float:
-        x, y = getattr(self.shard.data, f"{split}_x"), getattr(self.shard.data, f"{split}_y")
-        self._scratch.load_state_dict(theirs)
-        return evaluate(self._scratch, [(x, y)])[0]
+        return self._on_my_data(theirs, split)[0]
 
     @property
     def has_val(self) -> bool:
@@ -172,8 +174,7 @@ class Learner:
     def best_test_accuracy(self) -> float:
         """Test accuracy of the best model on the validation split (the last one without a split)."""
         state = self.best_state if self.has_val and self.best.round >= 0 else self.state()
-        self._scratch.load_state_dict(state)
-        return evaluate(self._scratch, [(self.shard.data.test_x, self.shard.data.test_y)])[1]
+        return self._on_my_data(state, "test")[1]
 
     def score(self, theirs: StateDict) -> float:
         inputs = SimilarityInputs(init=self.init, loss_of=lambda _flat: self.loss_on_my_data(theirs))
