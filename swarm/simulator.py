@@ -9,6 +9,7 @@ is injected so swarm/ never depends on storage/ (the CLI wires in the real snaps
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import math
@@ -42,6 +43,26 @@ ENGINES = ("auto", "batched", "loop")
 def raw_transmit(state: StateDict, base: StateDict | None) -> tuple[StateDict, int]:
     """Default: lossless, counted as raw fp32 bytes."""
     return state, sum(4 * v.numel() for v in state.values())
+
+
+@dataclass
+class SimState:
+    """What a run carries from one round to the next, as plain data (tensors, dicts, lists, tuples):
+    enough to resume it exactly where it stopped."""
+
+    next_round: int
+    flat: torch.Tensor  # each client's current model, one row each
+    kept: torch.Tensor  # each client's best model on its validation split so far
+    active: torch.Tensor
+    masks: torch.Tensor
+    published: dict[int, torch.Tensor]  # the last snapshot each client sent (delta bases)
+    best: list[tuple[float, int]]  # BestModel's loss and round per client
+    strategies: list[dict[str, Any]]  # state_dict() per client
+    rngs: list[tuple]  # random.Random.getstate() per client
+    result: dict[str, Any]  # the SimResult so far, as a dict
+    torch_rng: torch.Tensor
+    privacy: tuple[list[int], list[float]] | None  # DP steps taken and epsilon spent per client
+    elapsed_s: float
 
 
 @dataclass
@@ -92,7 +113,11 @@ def simulate(
     *,
     transmit: Transmit | None = None,
     on_round: Callable[[dict[str, Any]], None] | None = None,
+    resume: SimState | None = None,
+    on_state: Callable[[SimState], None] | None = None,
 ) -> SimResult:
+    """Run `cfg`; `resume` continues a run from the state an earlier call handed `on_state` (which
+    gets it after every round, its tensors uncopied: serialise it before returning)."""
     started = time.perf_counter()
     transmit = transmit or raw_transmit
     torch.manual_seed(cfg.seed)
@@ -143,8 +168,23 @@ def simulate(
     best = [BestModel(cfg.patience if has_val else 0) for _ in range(n)]
     kept = flat.clone()  # each client's best trained model on its validation split so far
     active = torch.ones(n, dtype=torch.bool)
+    first, elapsed = 0, 0.0
+    if resume is not None:
+        first, elapsed, result = resume.next_round, resume.elapsed_s, SimResult(**resume.result)
+        flat, kept, active, masks = resume.flat, resume.kept, resume.active, resume.masks
+        published = dict(resume.published)
+        for b, (loss, round_) in zip(best, resume.best, strict=True):
+            b.loss, b.round = loss, round_
+        for strategy, state in zip(strategies, resume.strategies, strict=True):
+            strategy.load_state_dict(state)
+        for rng, state in zip(rngs, resume.rngs, strict=True):
+            rng.setstate(state)
+        torch.set_rng_state(resume.torch_rng)
+        if isinstance(engine, PrivateLoopEngine) and resume.privacy is not None:
+            engine.taken, engine.spent = resume.privacy
+        log.info("simulate: resuming at round %d of %d", first, cfg.rounds)
 
-    for r in range(cfg.rounds):
+    for r in range(first, cfg.rounds if active.any() else first):
         t0 = time.perf_counter()
         start = flat
         flat, train_loss = engine.train(flat, r, active)
@@ -227,13 +267,20 @@ def simulate(
         result.bytes_sent_total += int(round_bytes)
         if on_round is not None:
             on_round(row)
+        if on_state is not None:
+            privacy = (engine.taken, engine.spent) if isinstance(engine, PrivateLoopEngine) else None
+            on_state(SimState(
+                r + 1, flat, kept, active, masks, published, [(b.loss, b.round) for b in best],
+                [s.state_dict() for s in strategies], [g.getstate() for g in rngs],
+                dataclasses.asdict(result), torch.get_rng_state(), privacy,
+                elapsed + time.perf_counter() - started))
         if not active.any():
             log.info("simulate: every client stopped early by round %d", r)
             break
     final = kept if has_val else flat
     result.per_client = [float(a) for a in engine.evaluate(final, "test")[1]]
     result.best_rounds = [b.round for b in best] if has_val else [len(result.rounds) - 1] * n
-    result.wall_s = time.perf_counter() - started
+    result.wall_s = elapsed + time.perf_counter() - started
     return result
 
 
