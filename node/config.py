@@ -60,6 +60,7 @@ class NodeConfig:
     clip_norm: float = 0.0  # > 0: clip each peer's distance to my weights before merging (0: off)
     merge_guard: bool = True
     guard_tolerance: float = TOLERANCE
+    judge_merged: bool = True
     device: str = "auto"
     rounds: int = 0
     local_epochs: int = 1

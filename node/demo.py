@@ -20,6 +20,7 @@ from node.config import NodeConfig
 from node.gossip_procs import Bootstrap, Child, ProcError, kill_all
 from node.ipfs_setup import stop_leftover_daemon
 from node.status import NodeStatus, read_status
+from swarm.selection import TOLERANCE
 
 SWARM_ID = "demo"
 STOP_TIMEOUT_S = 15.0
@@ -38,6 +39,7 @@ class DemoSettings:
     encoding: str = "fp32"
     local_epochs: int = 3
     lr: float = 1e-3
+    guard_tolerance: float = TOLERANCE
     model: str = ""
     max_steps_per_round: int = 0
     round_interval_s: float = 2.0
@@ -67,6 +69,7 @@ def node_config(s: DemoSettings, client: int, data_dir: Path, bootstrap: str) ->
                       dataset=s.dataset, partition=s.partition, clients=s.nodes, client=client,
                       samples_per_client=s.samples_per_client, strategy=s.strategy, similarity=s.similarity,
                       neighbours=s.neighbours, encoding=s.encoding, local_epochs=s.local_epochs, lr=s.lr,
+                      guard_tolerance=s.guard_tolerance,
                       model=s.model, max_steps_per_round=s.max_steps_per_round,
                       rounds=s.rounds, round_interval_s=s.round_interval_s, seed=s.seed, headless=True)
 

@@ -154,8 +154,8 @@ class Learner:
         return len(self.shard.data.val_y) > 0
 
     def judge(self, round_: int) -> tuple[float, float]:
-        """Validation loss and accuracy of the model just trained; kept if it is the best so far (as in
-        the thesis, the trained model is judged, before it merges). NaNs without a validation split."""
+        """Validation loss and accuracy of the model held now (just trained, or just merged); kept if it
+        is the best so far. NaNs without a validation split."""
         if not self.has_val:
             return float("nan"), float("nan")
         loss, acc = self.evaluate("val")
@@ -198,4 +198,6 @@ class Learner:
         else:
             verdict = Guarded(dict(weights), [])
         self.model.load_state_dict(merged(verdict.weights))
+        if self.cfg.judge_merged and any(w > 0 for p, w in verdict.weights.items() if p != me):
+            self.judge(rounds_trained)
         return verdict

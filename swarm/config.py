@@ -43,6 +43,7 @@ class SimConfig:
     clip_norm: float = 0.0  # 0 = off
     merge_guard: bool = True  # merge only neighbours that do not raise the loss on my validation split
     guard_tolerance: float = TOLERANCE  # the merge guard's allowed relative rise of that loss
+    judge_merged: bool = True  # the merged model, too, may be kept as the best on validation
     patience: int = 0  # early stopping: rounds without a better validation loss; 0 = never stop
     test_every: int = 1  # evaluate every client's current model on its test split every k rounds
     encoding: str = "fp32"  # fp32, fp16, int8, topk-delta; pruned tensors travel as mask + values

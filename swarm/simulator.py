@@ -248,6 +248,14 @@ def simulate(
             if strategies[i].central:
                 shared = merged[i]
         flat = merged
+        took = [i for i, js in merged_pairs.items() if js and active[i]]
+        if cfg.judge_merged and has_val and took:
+            # Averaging neighbours' models often gives a better model than any one of them trained;
+            # judged like a trained one, it may become the model the client keeps.
+            merged_loss, _ = engine.evaluate(flat, "val")
+            for i in took:
+                if best[i].offer(float(merged_loss[i]), r):
+                    kept[i] = flat[i]
         tested = cfg.test_every > 0 and (r % cfg.test_every == cfg.test_every - 1 or r == cfg.rounds - 1)
         row = {
             "round": r,

@@ -36,6 +36,9 @@ HELP = {
     "merge_guard": "merge a neighbour only if that does not raise the loss on this peer's validation data "
                    "by more than --guard-tolerance; the model kept is the best on validation (default on)",
     "guard_tolerance": "the merge guard's allowed relative rise of the validation loss (default 0.1 = 10%%)",
+    "judge_merged": "the model a merge gives is judged on validation too, and kept as this peer's best model "
+                    "if it beats every earlier one (default on; off: only freshly trained models, as in "
+                    "the thesis)",
     "device": "auto (cuda > mps > cpu), cpu, cuda, mps",
     "rounds": "stop after this many rounds (0: run until stopped)",
     "max_steps_per_round": "cap on training steps per round (a slow device trains less, not later)",

@@ -105,3 +105,22 @@ def test_a_volunteers_image_folder_becomes_a_shard(tmp_path: Path) -> None:
     assert peer.train(None).samples == len(shard.data.train_y)
     with pytest.raises(FileNotFoundError, match="class folders"):
         load_shard(NodeConfig(image_folder=str(tmp_path / "missing")))
+
+
+@pytest.mark.parametrize("judge_merged", [True, False])
+def test_a_merged_model_better_on_validation_becomes_the_kept_one(judge_merged: bool) -> None:
+    """The peer's barely trained model merges with a well trained one: the merge is better than anything
+    it trained, and it is kept (and reported) only when merged models are judged too."""
+    a, b = learner(judge_merged=judge_merged), learner(client=1, lr=0.01)
+    for _ in range(3):
+        b.train(None)
+    a.train(1)
+    trained_loss, _ = a.judge(2)
+    mine = a.state()
+    a.merge("me", {"me": mine, "peer": b.state()}, {"me": 0.5, "peer": 0.5}, rounds_trained=2)
+    merged = a.state()
+    merged_loss, _ = a.evaluate("val")
+    assert merged_loss < trained_loss  # the setting: the merge is the better model
+    kept = merged if judge_merged else mine
+    assert all(torch.equal(a.best_state[k], kept[k]) for k in kept)
+    assert a.best.loss == pytest.approx(merged_loss if judge_merged else trained_loss)
