@@ -142,3 +142,10 @@ def test_the_best_model_on_validation_is_the_one_tested() -> None:
     early = simulate(SimConfig(**{**FAST, "rounds": 8, "local_epochs": 5, "lr": 0.05, "strategy": "local",
                                   "patience": 1}))
     assert len(early.rounds) < 8 or early.rounds[-1]["active"] < 8  # early stopping stopped clients
+
+
+def test_judging_merged_models_changes_which_model_is_kept_not_how_clients_train() -> None:
+    cfg = {**COLLAB, "rounds": 8, "strategy": "dac"}
+    judged, trained_only = (simulate(SimConfig(**cfg, judge_merged=j)) for j in (True, False))
+    assert [r["train_loss"] for r in judged.rounds] == [r["train_loss"] for r in trained_only.rounds]
+    assert judged.per_client != trained_only.per_client  # some client kept a merged model
