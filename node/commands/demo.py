@@ -18,6 +18,28 @@ from rich.table import Table
 from node.demo import DemoSettings, PeerOutcome, run_demo, summary_rounds, verdict
 from node.status import NodeStatus, short_id
 
+HELP = {
+    "nodes": "how many peers to start, each its own `swarm-node join` process with its own IPFS daemon",
+    "rounds": "rounds each peer trains; the alone baseline trains as many",
+    "dataset": "fashion-mnist, digits or cifar10",
+    "partition": "how the data is shared out: rotation (clusters of rotated images), label-shift, "
+                 "dirichlet or iid",
+    "samples_per_client": "training images per peer (a quarter as many more for validation)",
+    "strategy": "neighbour choice: dac, panm, random, local",
+    "similarity": "how a peer scores a neighbour's model: inverse-loss, cosine-weights, cosine-updates, l2",
+    "neighbours": "neighbours each peer fetches and may merge per round",
+    "encoding": "snapshot encoding: fp32, fp16, int8, topk-delta",
+    "local_epochs": "passes over its own training data per round",
+    "lr": "Adam learning rate",
+    "guard_tolerance": "the merge guard's allowed relative rise of a peer's validation loss",
+    "model": "model name (empty: the dataset's default)",
+    "max_steps_per_round": "cap on training steps per round (0: none)",
+    "round_interval_s": "a round lasts at least this long (time for neighbours' announcements to arrive)",
+    "seed": "seed of the data split, the initial weights and the batches",
+    "timeout_s": "give up (and stop every peer) after this many seconds",
+    "workdir": "keep the peers' data and logs here (default: a new temporary folder)",
+}
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     hints = typing.get_type_hints(DemoSettings)
@@ -25,7 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         kind = hints[f.name]
         kind = Path if f.name == "workdir" else kind
         parser.add_argument("--" + f.name.replace("_", "-"), type=kind, default=f.default,
-                            help=f"(default: {f.default})")
+                            help=f"{HELP[f.name]} (default: {f.default})".replace("%", "%%"))
     parser.add_argument("--out", type=Path, help="write summary.json, rounds.csv and plots here")
     parser.add_argument("--headless", action="store_true", help="print progress lines, no live view")
 

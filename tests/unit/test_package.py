@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import shutil
 import subprocess
@@ -38,3 +39,14 @@ def test_swarm_node_lists_every_subcommand() -> None:
     out = subprocess.run([str(BIN / "swarm-node"), "--help"], capture_output=True, text=True, timeout=60)
     for command in ["join", "demo", "simulate", "publish", "inspect", "status"]:
         assert command in out.stdout
+
+
+def test_demo_help_describes_every_option() -> None:
+    from node.commands.demo import HELP
+    from node.demo import DemoSettings
+
+    assert set(HELP) == {f.name for f in dataclasses.fields(DemoSettings)}
+    out = subprocess.run([str(BIN / "swarm-node"), "demo", "--help"], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "neighbours each peer fetches" in " ".join(out.stdout.split())
