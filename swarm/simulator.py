@@ -166,7 +166,7 @@ def simulate(
                     "selection, no early stopping; the last round's models are reported")
     guarded = cfg.merge_guard and has_val and not strategies[0].central
     best = [BestModel(cfg.patience if has_val else 0) for _ in range(n)]
-    kept = flat.clone()  # each client's best trained model on its validation split so far
+    kept = flat.clone()  # each client's best model on its validation split so far
     active = torch.ones(n, dtype=torch.bool)
     first, elapsed = 0, 0.0
     if resume is not None:
@@ -252,9 +252,9 @@ def simulate(
         if cfg.judge_merged and has_val and took:
             # Averaging neighbours' models often gives a better model than any one of them trained;
             # judged like a trained one, it may become the model the client keeps.
-            merged_loss, _ = engine.evaluate(flat, "val")
-            for i in took:
-                if best[i].offer(float(merged_loss[i]), r):
+            merged_loss, _ = engine.evaluate(flat[took], "val", took)
+            for i, loss in zip(took, merged_loss.tolist(), strict=True):
+                if best[i].offer(loss, r):
                     kept[i] = flat[i]
         tested = cfg.test_every > 0 and (r % cfg.test_every == cfg.test_every - 1 or r == cfg.rounds - 1)
         row = {
