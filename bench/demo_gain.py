@@ -7,6 +7,9 @@ interrupted sweep resumes where it stopped. The table is printed from the summar
     nice -n 10 .venv/bin/python bench/demo_gain.py run --out docs/results/demo-gain \
         --nodes 4 6 10 --seeds 0 1 2
     .venv/bin/python bench/demo_gain.py table docs/results/demo-gain
+
+"rounds behind": how many rounds older than the merging peer's own model the models it merged were,
+on average over its merges (0 = every merge used its neighbours' models of the same round).
     .venv/bin/python bench/demo_gain.py sim-table docs/results/sim-gain   # docs/experiments/sim-gain.sh
 """
 
@@ -42,8 +45,8 @@ def run(out: Path, nodes: list[int], seeds: list[int], extra: list[str]) -> None
 
 def table(out: Path) -> str:
     lines = ["| peers | seed | mean gain | per-peer gain (cluster) | worst | swarm mean | alone mean "
-             "| verdict |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| rounds behind | verdict |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for path in sorted(out.glob("n*-s*/summary.json"), key=lambda p: tuple(
             int(x) for x in p.parent.name[1:].split("-s"))):
         s = json.loads(path.read_text())
@@ -51,8 +54,10 @@ def table(out: Path) -> str:
         gains = [p["gain"] for p in peers if p["gain"] is not None]
         per_peer = ", ".join(f"{p['gain']:+.3f} ({p['cluster']})" for p in peers if p["gain"] is not None)
         n, seed = path.parent.name[1:].split("-s")
+        lags = [p["merge_lag"] for p in peers if p.get("merge_lag") is not None]
+        lag = f"{statistics.fmean(lags):.2f}" if lags else "-"
         lines.append(f"| {n} | {seed} | {statistics.fmean(gains):+.3f} | {per_peer} | {min(gains):+.3f} | "
-                     f"{s['final']['mean_acc']:.3f} | {s['final']['alone_mean_acc']:.3f} | "
+                     f"{s['final']['mean_acc']:.3f} | {s['final']['alone_mean_acc']:.3f} | {lag} | "
                      f"{gains_verdict(gains)} |")
     return "\n".join(lines)
 

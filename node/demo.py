@@ -59,6 +59,9 @@ class PeerOutcome:
     bytes_in: int = 0
     bytes_out: int = 0
     merges: int = 0
+    merge_lag: float | None = None  # how many rounds older than mine the models I merged were, on average
+    published: dict[str, int] = field(default_factory=dict)  # my snapshots: CID -> round
+    merged: list[tuple[int, list[str]]] = field(default_factory=list)  # (my round, CIDs I merged)
     val_acc_by_round: dict[int, float] = field(default_factory=dict)
     round_timings: list[dict[str, float]] = field(default_factory=list)
     exit_code: int | None = None
@@ -97,6 +100,10 @@ def collect(child: Child, outcome: PeerOutcome) -> None:
             continue
         if "round" in record and "val_acc" in record:
             outcome.val_acc_by_round[int(record["round"])] = float(record["val_acc"])
+        if "cid" in record and "round" in record:
+            outcome.published[record["cid"]] = int(record["round"])
+        if "merged_cids" in record:
+            outcome.merged.append((int(record["round"]), list(record["merged_cids"])))
         if "round_timings" in record:
             outcome.round_timings.append(record["round_timings"])
         if "test_acc" in record:
@@ -116,6 +123,14 @@ def local_baseline(cfg: NodeConfig) -> float:
         learner.train(cfg.max_steps_per_round or None)
         learner.judge(round_)
     return learner.best_test_accuracy()
+
+
+def merge_lags(outcomes: list[PeerOutcome]) -> None:
+    """Fill each peer's `merge_lag` from what the peers published and merged."""
+    round_of = {cid: r for o in outcomes for cid, r in o.published.items()}
+    for o in outcomes:
+        lags = [mine - round_of[cid] for mine, cids in o.merged for cid in cids if cid in round_of]
+        o.merge_lag = statistics.fmean(lags) if lags else None
 
 
 def verdict(outcomes: list[PeerOutcome]) -> str:
@@ -171,6 +186,7 @@ def run_demo(s: DemoSettings, *, on_tick: Any = None,
         for cfg in configs:
             stop_leftover_daemon(cfg.data_dir)
     wall = time.monotonic() - started
+    merge_lags(outcomes)
     for cfg, outcome in zip(configs, outcomes, strict=True):
         outcome.alone_acc = local_baseline(cfg) if baseline else None
         if outcome.alone_acc is not None and outcome.test_acc is not None:

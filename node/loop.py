@@ -227,7 +227,7 @@ class Node:
             while not self.stop.is_set() and not (self.cfg.rounds and self.round >= self.cfg.rounds):
                 started = time.monotonic()
                 if self.learner is not None and not self.serving:
-                    self.trainer_round()
+                    self.trainer_round(started + self.cfg.round_interval_s)
                 else:
                     self.follow()
                     self.stop.wait(1.0)
@@ -245,7 +245,9 @@ class Node:
         finally:
             self.close()
 
-    def trainer_round(self) -> None:
+    def trainer_round(self, fresh_until: float) -> None:
+        """One round: train, judge, publish, then merge the chosen neighbours' newest models (waiting
+        until `fresh_until`, at most, for them to publish this round's)."""
         assert self.learner is not None and self.store is not None and self.gossip is not None
         self.round += 1
         self.status.round = self.round
@@ -278,6 +280,7 @@ class Node:
             self.event(f"round {self.round}: trained {stats.steps} steps, loss {stats.loss:.4f}, "
                        f"val acc {val_acc:.3f}, published {cid[-10:]}",
                        round=self.round, loss=stats.loss, val_acc=val_acc, cid=cid, parents=list(ann.parents))
+        self.await_fresh(exchange, fresh_until)  # not timed: the loop would sleep this time away
         self.finish_exchange(exchange)
         with timer("checkpoint"):
             self.save_checkpoint(cid)
@@ -374,6 +377,19 @@ class Node:
         self.fold()
         self.follow_exchange(exchange)
         return training.result()
+
+    def await_fresh(self, exchange: Exchange, deadline: float) -> None:
+        """Follow the chosen neighbours until each has announced a model of this round, or `deadline`
+        (the round's minimum length, which the loop would otherwise sleep away after merging) passes:
+        merging a model a round older than mine costs a large part of the gain (docs/results.md)."""
+        assert self.table is not None
+        while not self.stop.is_set() and time.monotonic() < deadline:
+            records = [self.table.records.get(p) for p in exchange.chosen]
+            if all(r is None or r.announcement.round >= self.round for r in records):
+                return
+            self.stop.wait(min(FOLLOW_EVERY_S, max(deadline - time.monotonic(), 0)))
+            self.fold()
+            self.follow_exchange(exchange)
 
     def finish_exchange(self, exchange: Exchange) -> None:
         """Wait for the downloads, then check, score and merge what arrived."""
