@@ -43,8 +43,8 @@ import netsplit  # bench/netsplit.py: bench/ is on sys.path when this script run
 from node import checkpoint
 from node.config import NodeConfig
 from node.demo import join_argv
-from node.gossip_procs import Bootstrap, Child
 from node.ipfs_setup import private_daemon_pid, start_private, stop_leftover_daemon
+from node.processes import Bootstrap, Child
 from node.status import read_status, read_status_or_none
 from storage import IpfsDaemon, IpfsStore, StoreError
 from storage.daemon import free_port

@@ -61,9 +61,9 @@ class Fuzz:
     def __init__(self, workdir: Path) -> None:
         import torch
 
-        from node.announce_validator import AnnounceValidator
-        from node.announcement import Announcement, AnnouncementError
         from node.config import ConfigError, NodeConfig, load_config
+        from p2p.announcement import Announcement, AnnouncementError
+        from p2p.validator import AnnounceValidator
         from storage import SnapshotError, decode, encode, schema_fingerprint
 
         torch.set_num_threads(1)

@@ -25,8 +25,12 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the bare gossip peer is test support
 
-from node.gossip_procs import Peer, cpu_seconds, kill_all
+from cpu import cpu_seconds
+from support.peers import Peer
+
+from node.processes import kill_all
 
 SWARM = "bench"
 POLICY = ["--rate", "1000", "--burst", "1000"]

@@ -36,17 +36,18 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from cpu import cpu_seconds
 
 from node import checkpoint
-from node.announcement import Announcement
 from node.config import NodeConfig
 from node.demo import join_argv
-from node.gossip import GossipConfig, GossipService
-from node.gossip_procs import Bootstrap, Child, cpu_seconds, kill_all
-from node.identity import peer_id_of
 from node.ipfs_setup import stop_leftover_daemon
 from node.learner import Learner, load_shard
+from node.processes import Bootstrap, Child, kill_all
 from node.status import read_status_or_none
+from p2p.announcement import Announcement
+from p2p.gossip import GossipConfig, GossipService
+from p2p.identity import peer_id_of
 from storage import IpfsDaemon, IpfsStore, encode, schema_fingerprint
 
 ATTACKS = ("nan", "inf", "wrong-shape", "huge-norm", "sign-flip")
@@ -321,8 +322,8 @@ def flood(victim_addr: str, stop: threading.Event, per_s: float, redial_s: float
     from libp2p.tools.anyio_service import background_trio_service
     from multiaddr import Multiaddr
 
-    from node.announcement import topic_for
-    from node.gossip_host import MeshParams, build_host, build_pubsub, quiet_libp2p_logs
+    from p2p.announcement import topic_for
+    from p2p.host import MeshParams, build_host, build_pubsub, quiet_libp2p_logs
 
     quiet_libp2p_logs()  # its own subscription overflows (nobody reads it): one warning per message
     key_pair = create_new_key_pair()

@@ -21,13 +21,13 @@ from pathlib import Path
 
 import torch
 
-from swarm.config import SimConfig
 from swarm.data import load_dataset
-from swarm.engine import BatchedEngine, Layout, LoopEngine, TrainSettings
 from swarm.models import build_model
 from swarm.partition import partition
+from swarm.sim.config import SimConfig
+from swarm.sim.engine import BatchedEngine, Layout, LoopEngine, TrainSettings
+from swarm.sim.simulator import simulate
 from swarm.similarity import flatten
-from swarm.simulator import simulate
 
 THESIS_CONFIG = Path(__file__).parents[1] / "swarm" / "configs" / "fmnist-rotation-thesis.toml"
 DIGITS = dict(

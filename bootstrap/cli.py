@@ -2,7 +2,7 @@
 
 It registers and answers rendezvous requests, relays (and validates) announcements on the topics of the
 swarms it serves, stores nothing, and prints `BOOTSTRAP <multiaddr>/p2p/<peer id>` once ready. Like a
-node, it bans flooders (node/gossip_bans.py): every peer talks to it, so it is the first a flooder
+node, it bans flooders (p2p/bans.py): every peer talks to it, so it is the first a flooder
 reaches. One validator serves all its swarms, so a publisher's rate limit counts across them.
 """
 
@@ -13,6 +13,7 @@ import logging
 import signal
 import sys
 from collections.abc import Sequence
+from importlib.metadata import version
 from pathlib import Path
 
 import trio
@@ -20,12 +21,11 @@ from libp2p.discovery.rendezvous.service import RendezvousService
 from libp2p.tools.anyio_service import background_trio_service
 from multiaddr import Multiaddr
 
-from node import __version__
-from node.announce_validator import AnnounceValidator
-from node.announcement import AnnouncementError, topic_for
-from node.gossip_bans import BanEnforcer
-from node.gossip_host import build_host, build_pubsub, innermost_error, quiet_libp2p_logs
-from node.identity import KEY_FILE, IdentityError, load_or_create
+from p2p.announcement import AnnouncementError, topic_for
+from p2p.bans import BanEnforcer
+from p2p.host import build_host, build_pubsub, innermost_error, quiet_libp2p_logs
+from p2p.identity import KEY_FILE, IdentityError, load_or_create
+from p2p.validator import AnnounceValidator
 
 DEFAULT_LISTEN = "/ip4/127.0.0.1/tcp/4040"
 log = logging.getLogger("swarm-bootstrap")
@@ -37,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Rendezvous + gossipsub relay peer: helps swarm-node peers find each other. "
         "Stores nothing, decides nothing. Prints 'BOOTSTRAP <multiaddr>' when ready.",
     )
-    parser.add_argument("--version", action="version", version=f"swarm-bootstrap {__version__}")
+    parser.add_argument("--version", action="version", version=f"swarm-bootstrap {version('swarm-node')}")
     parser.add_argument("--swarm", action="append", required=True, metavar="ID",
                         help="swarm id to serve (repeatable); its announcement topic is relayed")
     parser.add_argument("--listen", default=DEFAULT_LISTEN, help=f"multiaddr to listen on ({DEFAULT_LISTEN})")

@@ -10,8 +10,7 @@ import importlib
 import importlib.util
 import sys
 from collections.abc import Sequence
-
-from node import __version__
+from importlib.metadata import version
 
 COMMANDS: dict[str, str] = {
     "join": "take part in a swarm: train, publish, fetch, merge",
@@ -38,7 +37,7 @@ def build_parser(chosen: str | None = None) -> argparse.ArgumentParser:
         description="Decentralized, privacy-preserving deep learning: train on your own data, "
         "share only weights over IPFS + libp2p gossipsub.",
     )
-    parser.add_argument("--version", action="version", version=f"swarm-node {__version__}")
+    parser.add_argument("--version", action="version", version=f"swarm-node {version('swarm-node')}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, summary in COMMANDS.items():
         p = sub.add_parser(name, help=summary, description=summary)

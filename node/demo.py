@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from node.config import NodeConfig
-from node.gossip_procs import Bootstrap, Child, ProcError, kill_all
 from node.ipfs_setup import stop_leftover_daemon
+from node.processes import Bootstrap, Child, ProcError, kill_all
 from node.status import NodeStatus, read_status
 from swarm.selection import TOLERANCE
 

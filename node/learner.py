@@ -18,10 +18,9 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from node.config import NodeConfig
 from swarm.data import load_dataset
-from swarm.engine import split_of
 from swarm.merge import merge
 from swarm.models import build_model
-from swarm.partition import ClientData, partition
+from swarm.partition import ClientData, partition, split_of
 from swarm.privacy import PrivacyBudget, PrivacyConfigError, PrivateTraining, make_private
 from swarm.selection import BestModel, Guarded, guard
 from swarm.similarity import SimilarityInputs, similarity

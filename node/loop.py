@@ -26,13 +26,13 @@ from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
 from node import checkpoint
-from node.announcement import LEAVING, MAX_PRIORS, Announcement, AnnouncementError
 from node.config import NodeConfig
-from node.gossip import GossipConfig, GossipError, GossipService
 from node.ipfs_setup import open_ipfs
 from node.learner import Learner, StateDict, load_shard
-from node.peers import SNAPSHOT_ROLES, PeerRecord, PeerTable
+from node.peer_table import SNAPSHOT_ROLES, PeerRecord, PeerTable
 from node.status import STATUS_FILE, NodeStatus, PeerRow, short_id
+from p2p.announcement import LEAVING, MAX_PRIORS, Announcement, AnnouncementError
+from p2p.gossip import GossipConfig, GossipError, GossipService
 from storage import IpfsDaemon, IpfsStore, Snapshot, StoreError, decode, encode, schema_fingerprint
 from storage.atomic import write_atomic
 from swarm.models import pick_device

@@ -24,6 +24,7 @@ from swarm.data import Dataset
 
 KINDS = ("iid", "dirichlet", "label-shift", "rotation")
 SPLITS = ("pools", "thesis")
+DATA_SPLITS = ("train", "val", "test")  # of one client
 ROTATION_ANGLES = (0.0, 180.0, 10.0, 350.0)
 ROTATION_SHARES = (0.70, 0.20, 0.05, 0.05)
 LABEL_SHIFT_SHARES = (0.4, 0.6)
@@ -49,6 +50,13 @@ class ClientData:
     test_x: torch.Tensor
     test_y: torch.Tensor
     cluster: int
+
+
+def split_of(c: ClientData, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """One of a client's splits as (images, labels)."""
+    if split not in DATA_SPLITS:
+        raise ValueError(f"unknown split {split!r}; choose one of {', '.join(DATA_SPLITS)}")
+    return getattr(c, f"{split}_x"), getattr(c, f"{split}_y")
 
 
 class PartitionError(ValueError):

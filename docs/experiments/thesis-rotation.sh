@@ -5,8 +5,8 @@
 # per core:
 #   nice -n 10 bash docs/experiments/thesis-rotation.sh [RUNS_DIR] &   (SEEDS="1 2 3", ROUNDS=300)
 #   nice -n 10 bash docs/experiments/thesis-rotation.sh [RUNS_DIR] &
-# then: .venv/bin/python -m swarm.grid table RUNS_DIR
-#       .venv/bin/python -m swarm.report compare docs/plots/thesis-rotation.png RUNS_DIR/*
+# then: .venv/bin/python -m swarm.sim.grid table RUNS_DIR
+#       .venv/bin/python -m swarm.sim.report compare docs/plots/thesis-rotation.png RUNS_DIR/*
 set -euo pipefail
 runs=${1:-runs/thesis-rotation}
 SIM=${SWARM_NODE:-.venv/bin/swarm-node}

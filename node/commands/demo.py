@@ -117,8 +117,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def write_report(settings: DemoSettings, outcomes: list[PeerOutcome], wall: float, out: Path) -> None:
-    from swarm.report import write_outputs
-    from swarm.simulator import SimResult
+    from swarm.sim.report import write_outputs
+    from swarm.sim.simulator import SimResult
 
     config = {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(settings).items()}
     result = SimResult(

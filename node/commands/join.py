@@ -103,8 +103,8 @@ def run_node(cfg: NodeConfig) -> int:
 
 def _run_reporting_errors(node: object) -> int:
     from node.checkpoint import CheckpointError
-    from node.gossip import GossipError
-    from node.identity import IdentityError
+    from p2p.gossip import GossipError
+    from p2p.identity import IdentityError
     from storage import StoreError
     from swarm.data import DatasetNotFoundError
 

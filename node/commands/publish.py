@@ -14,10 +14,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from node.announcement import MAX_ADDR_LEN, MAX_ADDRS, MAX_PARENTS, Announcement, AnnouncementError
-from node.gossip import GossipConfig, GossipError, GossipService
-from node.gossip_peers import BootstrapAddrError
-from node.identity import IdentityError
+from p2p.announcement import MAX_ADDR_LEN, MAX_ADDRS, MAX_PARENTS, Announcement, AnnouncementError
+from p2p.connections import BootstrapAddrError
+from p2p.gossip import GossipConfig, GossipError, GossipService
+from p2p.identity import IdentityError
 
 log = logging.getLogger("swarm-node.publish")
 SEED_ROLE = "seed"

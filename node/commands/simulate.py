@@ -74,7 +74,7 @@ class Checkpoints:
         import torch
 
         from node.checkpoint import CheckpointError
-        from swarm.simulator import SimState
+        from swarm.sim.simulator import SimState
 
         if not self.path.exists():
             return None
@@ -110,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
 
     torch.set_num_threads(max(args.threads, 1))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from swarm.config import ConfigError, load_config
+    from swarm.sim.config import ConfigError, load_config
 
     try:
         cfg = load_config(args.config, args.overrides)
@@ -120,8 +120,8 @@ def run(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from node.checkpoint import CheckpointError
-    from swarm.report import write_outputs
-    from swarm.simulator import simulate
+    from swarm.sim.report import write_outputs
+    from swarm.sim.simulator import simulate
 
     with Progress(
         TextColumn(f"{cfg.strategy} {cfg.dataset}/{cfg.partition}"),

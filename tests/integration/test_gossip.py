@@ -12,8 +12,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from support.peers import Peer
 
-from node.gossip_procs import Bootstrap, Child, Peer, kill_all
+from node.processes import Bootstrap, Child, kill_all
 
 SWARM = "itest"
 TARGET = 2

@@ -18,14 +18,15 @@ from libp2p.crypto.ed25519 import create_new_key_pair
 from libp2p.peer.peerinfo import info_from_p2p_addr
 from libp2p.tools.anyio_service import background_trio_service
 from multiaddr import Multiaddr
+from support.gossip_peer import cid_for
+from support.peers import Peer
 
-from node.announce_validator import ValidationPolicy
-from node.announcement import Announcement, topic_for
-from node.gossip import GossipConfig, GossipService
-from node.gossip_host import build_host, build_pubsub
-from node.gossip_peer import cid_for
-from node.gossip_procs import Bootstrap, Child, Peer, kill_all
-from node.identity import peer_id_of
+from node.processes import Bootstrap, Child, kill_all
+from p2p.announcement import Announcement, topic_for
+from p2p.gossip import GossipConfig, GossipService
+from p2p.host import build_host, build_pubsub
+from p2p.identity import peer_id_of
+from p2p.validator import ValidationPolicy
 
 SWARM = "attack"
 FLOOD = 60

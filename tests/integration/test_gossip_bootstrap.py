@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from node.gossip_procs import Bootstrap
+from node.processes import Bootstrap
 
 
 def test_prints_one_line_keeps_its_identity_and_exits_cleanly(tmp_path: Path) -> None:

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from support.peers import Peer
 
-from node.gossip_procs import Bootstrap, Child, Peer, kill_all
+from node.processes import Bootstrap, Child, kill_all
 from storage import IpfsDaemon, IpfsStore, cid_of, encode
 
 SWARM = "pub"

@@ -7,10 +7,10 @@ import time
 from pathlib import Path
 
 import pytest
+from support.gossip_peer import cid_for
 
-from node.announcement import Announcement, AnnouncementError
-from node.gossip import GossipConfig, GossipError, GossipService, GossipStartError
-from node.gossip_peer import cid_for
+from p2p.announcement import Announcement, AnnouncementError
+from p2p.gossip import GossipConfig, GossipError, GossipService, GossipStartError
 
 
 def ann(svc: GossipService, round: int) -> Announcement:

@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
-from node.gossip_procs import Child
-from node.identity import KEY_FILE
 from node.ipfs_setup import private_daemon_pid
+from node.processes import Child
+from p2p.identity import KEY_FILE
 
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 CHANCE = 0.1  # ten Fashion-MNIST classes

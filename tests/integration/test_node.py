@@ -16,7 +16,7 @@ import pytest
 
 from node.config import NodeConfig
 from node.demo import join_argv
-from node.gossip_procs import Bootstrap, Child, kill_all
+from node.processes import Bootstrap, Child, kill_all
 from node.status import read_status, read_status_or_none
 from storage import IpfsDaemon, IpfsStore, decode
 

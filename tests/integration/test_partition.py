@@ -18,8 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.peers import Peer
 
-from node.gossip_procs import Bootstrap, Child, Peer, kill_all
+from node.processes import Bootstrap, Child, kill_all
 from storage import IpfsDaemon, IpfsStore, StoreError
 
 BENCH = Path(__file__).resolve().parents[2] / "bench"

@@ -8,10 +8,10 @@ from pathlib import Path
 
 from libp2p.crypto.ed25519 import create_new_key_pair
 
-from node.announcement import Announcement
 from node.config import NodeConfig
-from node.identity import peer_id_of
 from node.loop import Node
+from p2p.announcement import Announcement
+from p2p.identity import peer_id_of
 from storage import IpfsDaemon, IpfsStore, cid_of
 
 TIMEOUT_S = 3.0

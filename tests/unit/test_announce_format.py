@@ -10,8 +10,9 @@ import msgpack
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from support.gossip_peer import cid_for
 
-from node.announcement import (
+from p2p.announcement import (
     MAX_ADDR_LEN,
     MAX_ADDRS,
     MAX_PARENTS,
@@ -20,7 +21,6 @@ from node.announcement import (
     AnnouncementError,
     topic_for,
 )
-from node.gossip_peer import cid_for
 
 CID = cid_for(b"snapshot")
 INT64 = st.integers(-(2**63), 2**64 - 1)  # what msgpack can encode

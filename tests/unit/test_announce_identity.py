@@ -6,7 +6,7 @@ import stat
 
 import pytest
 
-from node.identity import IdentityError, load_or_create, peer_id_of
+from p2p.identity import IdentityError, load_or_create, peer_id_of
 
 
 def test_same_peer_id_after_reload_and_file_is_private(tmp_path) -> None:  # type: ignore[no-untyped-def]

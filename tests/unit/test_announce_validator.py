@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import dataclasses
 
-from node.announce_validator import AnnounceValidator, ValidationPolicy
-from node.announcement import Announcement
-from node.gossip_peer import cid_for
+from support.gossip_peer import cid_for
+
+from p2p.announcement import Announcement
+from p2p.validator import AnnounceValidator, ValidationPolicy
 
 PEER = "12D3KooWDDxDSjpcQYjbE3KFCAD722Q3WKL9vBcGUURjqAfQ52ke"
 OTHER = "12D3KooWQUHrSVSAFCgj3TWgjCybzE9RvXwAszbEycmrTU6HCKTY"

@@ -10,11 +10,11 @@ import pytest
 import torch
 
 from swarm.data import Dataset, digits
-from swarm.dp_engine import PrivateLoopEngine
-from swarm.engine import BatchedEngine, Layout, LoopEngine, TrainSettings
 from swarm.models import build_model
 from swarm.partition import partition
 from swarm.privacy import PrivacyBudget
+from swarm.sim.dp_engine import PrivateLoopEngine
+from swarm.sim.engine import BatchedEngine, Layout, LoopEngine, TrainSettings
 from swarm.similarity import flatten
 
 torch.set_num_threads(1)

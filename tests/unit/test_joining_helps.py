@@ -8,8 +8,8 @@ import statistics
 import pytest
 import torch
 
-from swarm.config import SimConfig
-from swarm.simulator import simulate
+from swarm.sim.config import SimConfig
+from swarm.sim.simulator import simulate
 
 # `swarm-node demo`'s setting, 8 rounds instead of 20 to stay within CI time: Fashion-MNIST rotation,
 # 4 peers (3 see upright images, 1 sees them upside down), 400 / 100 / 1,000 images each, 3 local epochs,

@@ -11,10 +11,10 @@ import pytest
 import torch
 
 from node import checkpoint
-from node.announcement import Announcement
 from node.config import ConfigError, load_config
-from node.peers import BACKOFF_S, MAX_FAILURES_BEFORE_BACKOFF, PeerTable
+from node.peer_table import BACKOFF_S, MAX_FAILURES_BEFORE_BACKOFF, PeerTable
 from node.status import NodeStatus, PeerRow, read_status, render
+from p2p.announcement import Announcement
 
 CID = "bafkreibdpug3gru6cvxx3zxa2l6rg4h66buma55nsuqev75u3kgh7a3lka"
 OTHER_CID = "bafkreic3q5cf4vquuqypvglq5nlaocxk2ijagdayaqwvcm4fgdhypzbygu"
@@ -125,7 +125,7 @@ def test_status_round_trips_and_renders(tmp_path: Path) -> None:
 
 
 def test_announced_priors_round_trip_and_bad_ones_are_refused() -> None:
-    from node.announcement import AnnouncementError
+    from p2p.announcement import AnnouncementError
 
     with_priors = Announcement(cid=CID, publisher="p1", round=1, schema="s1", samples=1, loss=None,
                                encoding="fp32", size=1, timestamp=time.time(), priors=(("p2", 0.5),))

@@ -7,11 +7,10 @@ import importlib
 import shutil
 import subprocess
 import sys
+from importlib import metadata
 from pathlib import Path
 
 import pytest
-
-import node
 
 PACKAGES = ["swarm", "storage", "node", "bootstrap"]
 BIN = Path(sys.executable).parent
@@ -32,7 +31,7 @@ def test_console_script_help_and_version(script: str) -> None:
     assert script in helped.stdout
     version = subprocess.run([exe, "--version"], capture_output=True, text=True, timeout=60)
     assert version.returncode == 0
-    assert version.stdout.strip() == f"{script} {node.__version__}"
+    assert version.stdout.strip() == f"{script} {metadata.version('swarm-node')}"
 
 
 def test_swarm_node_lists_every_subcommand() -> None:

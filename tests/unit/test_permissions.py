@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from node import checkpoint
-from node.identity import IdentityError, load_or_create
 from node.status import STATUS_FILE, NodeStatus
+from p2p.identity import IdentityError, load_or_create
 from storage.atomic import write_atomic
 
 

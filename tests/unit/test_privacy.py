@@ -181,9 +181,9 @@ def test_epsilon_of_agrees_with_the_peer_accountant(digits: TensorDataset) -> No
 
 def test_simulator_dp_engine_spends_the_budget_then_stops() -> None:
     from swarm.data import digits as digits_dataset
-    from swarm.dp_engine import PrivateLoopEngine
-    from swarm.engine import Layout, LoopEngine, TrainSettings
     from swarm.partition import partition
+    from swarm.sim.dp_engine import PrivateLoopEngine
+    from swarm.sim.engine import Layout, LoopEngine, TrainSettings
     from swarm.similarity import flatten
 
     clients = partition(digits_dataset(), "iid", 3, train=120, val=0, test=30, seed=0)

@@ -1,13 +1,13 @@
-"""The simulator with issue-7 options on sklearn digits: DP-SGD clients, gossip topologies, sparse
-personalized models (pruning + masked merge)."""
+"""The simulator's privacy and compression options on sklearn digits: DP-SGD clients, gossip
+topologies, sparse personalized models (pruning + masked merge)."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from swarm.config import SimConfig
-from swarm.simulator import simulate
+from swarm.sim.config import SimConfig
+from swarm.sim.simulator import simulate
 
 torch.set_num_threads(1)
 SMALL = dict(dataset="digits", partition="iid", clients=6, train_samples=60, val_samples=0, test_samples=20,

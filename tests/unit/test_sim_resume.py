@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from node.commands.simulate import Checkpoints
-from swarm.config import SimConfig, load_config
-from swarm.simulator import SimResult, SimState, simulate
+from swarm.sim.config import SimConfig, load_config
+from swarm.sim.simulator import SimResult, SimState, simulate
 
 torch.set_num_threads(1)
 FAST = dict(clients=8, rounds=6, train_samples=20, val_samples=5, test_samples=10, local_epochs=1, seed=3)

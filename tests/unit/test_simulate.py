@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from swarm.config import ConfigError, SimConfig, load_config
+from swarm.sim.config import ConfigError, SimConfig, load_config
+from swarm.sim.simulator import simulate
 from swarm.similarity import SIMILARITIES
-from swarm.simulator import simulate
 from swarm.strategies import STRATEGIES
 
 torch.set_num_threads(1)

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from swarm.data import DEBIAN_FASHION, UnknownDatasetError, digits, load_dataset, read_idx
-from swarm.engine import BatchedEngine, Layout, LoopEngine, TrainSettings
 from swarm.models import build_model
 from swarm.partition import PartitionError, cluster_sizes, partition
+from swarm.sim.engine import BatchedEngine, Layout, LoopEngine, TrainSettings
 from swarm.similarity import flatten
 
 torch.set_num_threads(1)

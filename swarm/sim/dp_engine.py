@@ -18,9 +18,9 @@ import torch
 from torch import nn
 from torch.func import functional_call, grad_and_value, vmap
 
-from swarm.engine import Layout, LoopEngine, TrainSettings, client_generator
 from swarm.partition import ClientData
 from swarm.privacy import PrivacyBudget, clip_and_noise, epsilon_of, plan_noise
+from swarm.sim.engine import Layout, LoopEngine, TrainSettings, client_generator
 from swarm.similarity import flatten
 from swarm.training import make_optimizer
 

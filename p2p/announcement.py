@@ -1,7 +1,7 @@
 """The snapshot announcement: a versioned msgpack map of at most 4 KiB, gossiped on the swarm topic.
 
 `Announcement.from_bytes` checks schema and size only; who signed it, how old it is and how often the
-publisher speaks are checked by `node.announce_validator`. The wire format is described in
+publisher speaks are checked by `p2p.validator`. The wire format is described in
 docs/protocol.md.
 """
 

@@ -1,5 +1,5 @@
 """Simulator outputs: `summary.json` (the DESIGN.md contract), `rounds.csv` and PNG plots, plus a
-comparison plot over several runs (`python -m swarm.report compare OUT.png RUN_DIR...`)."""
+comparison plot over several runs (`python -m swarm.sim.report compare OUT.png RUN_DIR...`)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from swarm.simulator import SimResult
+from swarm.sim.simulator import SimResult
 
 ROUND_FIELDS = [
     "round",
@@ -158,5 +158,5 @@ def compare(out_png: Path, run_dirs: Sequence[Path]) -> None:
 
 if __name__ == "__main__":
     if len(sys.argv) < 4 or sys.argv[1] != "compare":
-        sys.exit("usage: python -m swarm.report compare OUT.png RUN_DIR [RUN_DIR ...]")
+        sys.exit("usage: python -m swarm.sim.report compare OUT.png RUN_DIR [RUN_DIR ...]")
     compare(Path(sys.argv[2]), [Path(p) for p in sys.argv[3:]])

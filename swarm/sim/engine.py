@@ -26,7 +26,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, vmap
 
-from swarm.partition import ClientData
+from swarm.partition import ClientData, split_of
 from swarm.similarity import flatten
 from swarm.training import Batch, ShuffledBatches, evaluate, make_optimizer, train_local
 
@@ -39,7 +39,6 @@ VMAP_EVAL_IMAGES = 8192
 # Rows per evaluation call, at least: one model's 1-channel input is ambiguous channels-last, and
 # oneDNN's channels-first convolution of it is ~9x slower than a grouped one (see models.stacked_cnn).
 EVAL_MIN_ROWS = 4
-SPLITS = ("train", "val", "test")
 Forward = Callable[[dict[str, torch.Tensor], torch.Tensor], torch.Tensor]
 
 
@@ -82,12 +81,6 @@ def pad(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
     for i, t in enumerate(tensors):
         out[i, : len(t)] = t
     return out
-
-
-def split_of(c: ClientData, split: str) -> Batch:
-    if split not in SPLITS:
-        raise ValueError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
-    return getattr(c, f"{split}_x"), getattr(c, f"{split}_y")
 
 
 def slices(x: torch.Tensor, y: torch.Tensor, size: int) -> Iterator[Batch]:

@@ -1,7 +1,7 @@
-"""Tables (markdown, on stdout) and plots for the issue-7 sweeps of `docs/experiments/issue7.sh`:
+"""Tables (markdown, on stdout) and plots for the sweeps of `docs/experiments/privacy-and-compression.sh`:
 gossip vs FedAvg under DP, DAC under DP (purity), bytes vs accuracy per encoding and sparse models.
 
-    .venv/bin/python -m swarm.sweep_report RUNS_DIR docs/plots
+    .venv/bin/python -m swarm.sim.sweep_report RUNS_DIR docs/plots
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from swarm.report import pyplot
+from swarm.sim.report import pyplot
 
 Run = dict[str, Any]
 EPSILONS = (0.0, math.inf, 8.0, 4.0, 2.0, 1.0)  # 0: plain SGD; inf: clipping without noise
@@ -168,7 +168,7 @@ def comm_section(runs: dict[str, Run], plots: Path) -> list[str]:
 
 def main(argv: list[str]) -> int:
     if len(argv) != 2:
-        print("usage: python -m swarm.sweep_report RUNS_DIR PLOTS_DIR", file=sys.stderr)
+        print("usage: python -m swarm.sim.sweep_report RUNS_DIR PLOTS_DIR", file=sys.stderr)
         return 2
     runs, plots = load_runs(Path(argv[0])), Path(argv[1])
     plots.mkdir(parents=True, exist_ok=True)

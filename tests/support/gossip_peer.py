@@ -1,4 +1,4 @@
-"""A bare gossip peer for tests, benchmarks and debugging: `python -m node.gossip_peer --swarm ID ...`.
+"""A bare gossip peer for tests, benchmarks and debugging: `python -m support.gossip_peer --swarm ID ...`.
 
 Prints JSON lines on stdout: {"event": "ready", ...} once listening, {"event": "recv", ...} per received
 announcement. Reads JSON commands on stdin, one a line: {"cmd": "publish", "round": N} (optional "cid",
@@ -19,10 +19,10 @@ from typing import Any
 
 from multiformats import CID, multihash
 
-from node.announce_validator import ValidationPolicy
-from node.announcement import Announcement, AnnouncementError
-from node.gossip import GossipConfig, GossipError, GossipService
-from node.identity import IdentityError
+from p2p.announcement import Announcement, AnnouncementError
+from p2p.gossip import GossipConfig, GossipError, GossipService
+from p2p.identity import IdentityError
+from p2p.validator import ValidationPolicy
 
 _out_lock = threading.Lock()
 
@@ -58,7 +58,7 @@ def _handle(svc: GossipService, line: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m node.gossip_peer", description=__doc__)
+    p = argparse.ArgumentParser(prog="python -m support.gossip_peer", description=__doc__)
     p.add_argument("--swarm", required=True)
     p.add_argument("--data-dir", type=Path, required=True)
     p.add_argument("--listen", default="/ip4/127.0.0.1/tcp/0")

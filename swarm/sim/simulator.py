@@ -21,16 +21,16 @@ from typing import Any
 
 import torch
 
-from swarm.config import SimConfig
 from swarm.data import load_dataset
-from swarm.dp_engine import PrivateLoopEngine
-from swarm.engine import BatchedEngine, Layout, LoopEngine, TrainSettings
 from swarm.merge import MergeError, merge
 from swarm.models import build_model, pick_device
 from swarm.partition import ClientData, partition
 from swarm.privacy import PrivacyBudget
 from swarm.pruning import PruneSchedule, RowPruning
 from swarm.selection import BestModel, guard
+from swarm.sim.config import SimConfig
+from swarm.sim.dp_engine import PrivateLoopEngine
+from swarm.sim.engine import BatchedEngine, Layout, LoopEngine, TrainSettings
 from swarm.similarity import SimilarityInputs, check_name, flatten, similarity
 from swarm.strategies import Candidate, PeerView, Strategy, build_strategy, strategy_params
 
@@ -92,7 +92,7 @@ def pick_engine(cfg: SimConfig, layout: Layout) -> type[LoopEngine] | type[Batch
 
 def make_engine(cfg: SimConfig, layout: Layout, clients: list[ClientData],
                 settings: TrainSettings) -> LoopEngine | BatchedEngine:
-    """DP runs train with DP-SGD one client at a time (`swarm.dp_engine`); others per `pick_engine`."""
+    """DP runs train with DP-SGD one client at a time (`swarm.sim.dp_engine`); others per `pick_engine`."""
     if cfg.dp_epsilon <= 0:
         return pick_engine(cfg, layout)(layout, clients, settings)
     if cfg.engine == "batched":

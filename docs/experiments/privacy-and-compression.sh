@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# Issue 7 experiments at reduced scale (2 shared CPU cores): DP gossip vs FedAvg, DAC under DP,
+# Privacy and compression experiments at reduced scale (2 shared CPU cores): DP gossip vs FedAvg, DAC under DP,
 # bytes vs accuracy per snapshot encoding, sparse personalized models. Finished runs are skipped.
-#   nice -n 10 bash docs/experiments/issue7.sh dp|dac-dp|comm [RUNS_DIR]     (SEEDS="0 1" for more seeds)
-# then: .venv/bin/python -m swarm.sweep_report RUNS_DIR docs/plots
+#   nice -n 10 bash docs/experiments/privacy-and-compression.sh dp|dac-dp|comm [RUNS_DIR]  (SEEDS="0 1" for more seeds)
+# then: .venv/bin/python -m swarm.sim.sweep_report RUNS_DIR docs/plots
 set -euo pipefail
-what=${1:?usage: issue7.sh dp|dac-dp|comm [RUNS_DIR]}
-runs=${2:-runs/issue7}
+what=${1:?usage: privacy-and-compression.sh dp|dac-dp|comm [RUNS_DIR]}
+runs=${2:-runs/privacy-and-compression}
 SIM=${SWARM_NODE:-.venv/bin/swarm-node}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}  # measured: 2 torch threads on 2 busy cores run ~10x slower
 

@@ -1,8 +1,8 @@
 """Run a grid of simulator experiments (variants x seeds), resumable, and tabulate the results.
 
-    python -m swarm.grid run --config swarm/configs/fmnist-rotation-reduced.toml --out runs/rot \
+    python -m swarm.sim.grid run --config swarm/configs/fmnist-rotation-reduced.toml --out runs/rot \
         --seeds 0 1 2 --variants local random fedavg oracle dac:inverse-loss panm
-    python -m swarm.grid table runs/rot     # markdown table: mean +- std over seeds
+    python -m swarm.sim.grid table runs/rot     # markdown table: mean +- std over seeds
 A variant is `strategy`, `strategy:similarity`, optionally named and with its own settings:
 `NAME=strategy[:similarity][,key=value...]`, e.g. `local-slow=local,lr=0.00005` or
 `ours=dac:inverse-loss,merge_guard=true,encoding=int8`. A run whose summary.json exists is skipped.
@@ -16,9 +16,9 @@ import statistics
 import time
 from pathlib import Path
 
-from swarm.config import load_config
-from swarm.report import write_outputs
-from swarm.simulator import simulate
+from swarm.sim.config import load_config
+from swarm.sim.report import write_outputs
+from swarm.sim.simulator import simulate
 
 
 def run_grid(

@@ -1,6 +1,6 @@
 """Puts the validator's flood bans into effect on a libp2p host, for nodes and the bootstrap alike.
 
-AnnounceValidator decides who is banned (node/announce_validator.py). A banned peer is put on pubsub's
+AnnounceValidator decides who is banned (p2p/validator.py). A banned peer is put on pubsub's
 blacklist, which drops its messages before the signature check, and disconnected; while banned, any
 connection it (re)opens is closed at once, because pubsub still parses everything a connected peer
 sends. Bans that have run out are lifted.
@@ -19,7 +19,7 @@ from libp2p.peer.id import ID
 from libp2p.pubsub.pb import rpc_pb2
 from multiaddr import Multiaddr
 
-from node.announce_validator import AnnounceValidator
+from p2p.validator import AnnounceValidator
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@
     for ann in svc.drain(): ...       # validated announcements of other peers
     svc.peers(); svc.events(); svc.stats(); svc.stop()
 
-Peers the validator bans for flooding are cut off by node/gossip_bans.py.
+Peers the validator bans for flooding are cut off by p2p/bans.py.
 """
 
 from __future__ import annotations
@@ -28,12 +28,12 @@ from libp2p.peer.id import ID
 from libp2p.tools.anyio_service import background_trio_service
 from multiaddr import Multiaddr
 
-from node.announce_validator import AnnounceValidator, ValidationPolicy
-from node.announcement import Announcement, AnnouncementError, topic_for
-from node.gossip_bans import BanEnforcer
-from node.gossip_host import MeshParams, build_host, build_pubsub, innermost_error, quiet_libp2p_logs
-from node.gossip_peers import PeerKeeper, parse_peer_addr
-from node.identity import KEY_FILE, load_or_create, peer_id_of
+from p2p.announcement import Announcement, AnnouncementError, topic_for
+from p2p.bans import BanEnforcer
+from p2p.connections import PeerKeeper, parse_peer_addr
+from p2p.host import MeshParams, build_host, build_pubsub, innermost_error, quiet_libp2p_logs
+from p2p.identity import KEY_FILE, load_or_create, peer_id_of
+from p2p.validator import AnnounceValidator, ValidationPolicy
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ there would kill the pubsub service (py-libp2p #1118).
 Bans: rejecting a flood is not enough, because each message has already cost py-libp2p a protobuf
 decode, a signed-record check and a signature check before `check` sees it. A signer with
 `ban_after` rate rejects within `ban_window_s` is banned for `ban_s`, doubled on each
-repeat up to `max_ban_s`; node/gossip_bans.py blacklists and disconnects it for that time. The doubling
+repeat up to `max_ban_s`; p2p/bans.py blacklists and disconnects it for that time. The doubling
 is forgotten after `max_ban_s` without a ban, so an honest peer that burst once is not banned for long.
 """
 
@@ -21,7 +21,7 @@ from collections import Counter, OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from node.announcement import MAX_SIZE, Announcement, AnnouncementError
+from p2p.announcement import MAX_SIZE, Announcement, AnnouncementError
 
 log = logging.getLogger(__name__)
 

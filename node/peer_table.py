@@ -11,12 +11,12 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from node.announcement import Announcement
+from p2p.announcement import Announcement
 
 MAX_FAILURES_BEFORE_BACKOFF = 3
 BACKOFF_S = 30.0
 # Roles whose announcements offer a model to merge: trainers, and `swarm-node publish` seeds. A peer
-# whose newest announcement says it is leaving (node.announcement.LEAVING) is no longer a candidate.
+# whose newest announcement says it is leaving (p2p.announcement.LEAVING) is no longer a candidate.
 SNAPSHOT_ROLES = ("trainer", "seed")
 
 

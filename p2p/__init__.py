@@ -1,0 +1,13 @@
+"""The libp2p layer shared by nodes and the bootstrap: who we are, what we gossip, whom we accept.
+
+- `identity`: the persistent ed25519 key, so a peer id survives restarts.
+- `announcement`: the snapshot announcement (msgpack, at most 4 KiB), its signature and the topic name.
+- `validator`: accepts or rejects an incoming announcement (schema, signer, age, replay, rate) and
+  decides which flooding peers are banned.
+- `bans`: puts those bans into effect on a host.
+- `host`: builds the libp2p host and gossipsub router with the settings py-libp2p's defaults get wrong.
+- `connections`: keeps a node connected (bootstrap dialing, rendezvous, address book, redials).
+- `gossip`: `GossipService`, host + gossipsub in a trio thread behind a small thread-safe API.
+
+Depends on libp2p, trio and `storage.atomic`; never on `node`, `swarm` or torch.
+"""
