@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from node.config import DEFAULT_IPFS_API
-from storage import IpfsDaemon, IpfsStore, StoreUnavailable
+from storage import IpfsDaemon, IpfsStore, StoreError, StoreUnavailable
 
 log = logging.getLogger(__name__)
 PRIVATE = "private"
@@ -71,3 +71,13 @@ def open_ipfs(api: str, data_dir: Path) -> tuple[IpfsStore, IpfsDaemon | None, s
     daemon = start_private(data_dir)
     return (IpfsStore(daemon.api_multiaddr), daemon,
             f"started a private IPFS daemon ({daemon.kind}) at {daemon.api_multiaddr}")
+
+
+def announced_addrs(store: IpfsStore, daemon: IpfsDaemon | None) -> list[str]:
+    """The IPFS addresses a node puts in its announcements, so fetchers can dial its daemon directly."""
+    if daemon is not None:
+        return [daemon.swarm_multiaddr]
+    try:
+        return [a for a in store.swarm_addrs() if a.startswith("/ip4/")][:4]
+    except StoreError:
+        return []

@@ -24,7 +24,7 @@ from swarm.partition import ClientData, partition, split_of
 from swarm.privacy import PrivacyBudget, PrivacyConfigError, PrivateTraining, make_private
 from swarm.selection import BestModel, Guarded, guard
 from swarm.similarity import SimilarityInputs, similarity
-from swarm.strategies import build_strategy, strategy_params
+from swarm.strategies import PeerView, build_strategy, strategy_params
 from swarm.training import ShuffledBatches, TrainStats, evaluate, make_optimizer, train_local
 
 StateDict = dict[str, torch.Tensor]
@@ -162,13 +162,44 @@ class Learner:
             self.best_state = self.state()
         return loss, acc
 
-    def best_record(self) -> dict[str, Any]:
-        return {"model": self.best_state, "loss": self.best.loss, "round": self.best.round}
+    def saved(self) -> dict[str, Any]:
+        """What a checkpoint keeps of the learning side (the `Checkpoint` fields of the same names)."""
+        return {"model": self.state(), "optimizer": self.optimizer.state_dict(),
+                "strategy": self.strategy.state_dict(),
+                "privacy": self.private.state_dict() if self.private else {},
+                "best": {"model": self.best_state, "loss": self.best.loss, "round": self.best.round}}
 
-    def restore_best(self, record: Mapping[str, Any]) -> None:
-        if record:
-            self.best_state = dict(record["model"])
-            self.best.loss, self.best.round = float(record["loss"]), int(record["round"])
+    def restore(self, saved: Mapping[str, Any]) -> None:
+        """Resume from what `saved()` returned (read back from a checkpoint)."""
+        self.model.load_state_dict(saved["model"])
+        self.optimizer.load_state_dict(saved["optimizer"])
+        self.strategy.load_state_dict(saved["strategy"])
+        if saved["best"]:
+            best = saved["best"]
+            self.best_state = dict(best["model"])
+            self.best.loss, self.best.round = float(best["loss"]), int(best["round"])
+        if self.private is not None:
+            self.private.load_state_dict(saved["privacy"])
+
+    @property
+    def cluster(self) -> int:
+        """The shard's true cluster (research data sets; -1 for a volunteer's own folder), for reports."""
+        return self.shard.data.cluster
+
+    # -- the strategy, with this peer's random generator ---------------------------------------------
+
+    def choose(self, view: PeerView) -> list[str]:
+        return self.strategy.choose(view, self.rng)
+
+    def observe(self, view: PeerView, scores: Mapping[str, float],
+                advertised: Mapping[str, Mapping[str, float]]) -> None:
+        self.strategy.observe(view, scores, advertised)
+
+    def weights(self, view: PeerView, fetched: list[str], scores: Mapping[str, float]) -> dict[str, float]:
+        return self.strategy.weights(view, fetched, scores)
+
+    def advertise(self, limit: int) -> dict[str, float]:
+        return self.strategy.advertise(limit)
 
     def best_test_accuracy(self) -> float:
         """Test accuracy of the best model on the validation split (the last one without a split)."""

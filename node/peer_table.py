@@ -11,6 +11,7 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from node.status import PeerRow
 from p2p.announcement import Announcement
 
 MAX_FAILURES_BEFORE_BACKOFF = 3
@@ -32,6 +33,12 @@ class PeerRecord:
     merged_cid: str | None = None  # the snapshot last merged from it (its announcement may be newer)
     failures: int = 0
     retry_after: float = 0.0
+
+    def row(self) -> PeerRow:
+        """What the status view shows of this peer."""
+        a = self.announcement
+        return PeerRow(self.peer_id, a.cid, a.round, self.similarity, self.weight, self.last_seen,
+                       self.fetch_ms, self.merged)
 
     def to_dict(self) -> dict[str, Any]:
         record = asdict(self)
@@ -92,6 +99,18 @@ class PeerTable:
     def fetch_succeeded(self, peer_id: str, fetch_ms: float) -> None:
         record = self.records[peer_id]
         record.failures, record.retry_after, record.fetch_ms = 0, 0.0, fetch_ms
+
+    def mark_merged(self, merged: dict[str, tuple[float, str]]) -> None:
+        """The outcome of this node's last exchange: peer -> (merge weight, CID merged); the rest not."""
+        for record in self.records.values():
+            record.merged, record.weight = False, None
+        for peer_id, (weight, cid) in merged.items():
+            record = self.records[peer_id]
+            record.merged, record.merged_cid, record.weight = True, cid, weight
+
+    def merged_cids(self, limit: int) -> list[str]:
+        """The snapshots this node's model was last merged from: its parents in the lineage."""
+        return [r.merged_cid for r in self.records.values() if r.merged and r.merged_cid][:limit]
 
     def to_list(self) -> list[dict[str, Any]]:
         return [r.to_dict() for r in self.records.values()]

@@ -12,7 +12,7 @@ import time
 from collections import deque
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from rich.console import Group
 from rich.panel import Panel
@@ -20,6 +20,12 @@ from rich.table import Table
 
 STATUS_FILE = "status.json"
 MAX_EVENTS = 12
+
+
+class Emit(Protocol):
+    """How a node's parts report an event: one line for the user, plus fields for `--headless` JSON."""
+
+    def __call__(self, message: str, /, **fields: object) -> None: ...
 
 
 def short_id(peer_id: str | None, keep: int = 8) -> str:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from libp2p.crypto.ed25519 import create_new_key_pair
 
-from node.config import NodeConfig
-from node.loop import Node
+from node.ipfs_workers import IpfsWorkers
+from node.pinner import Pinner
 from p2p.announcement import Announcement
 from p2p.identity import peer_id_of
 from storage import IpfsDaemon, IpfsStore, cid_of
@@ -24,24 +24,27 @@ def announcement(cid: str, publisher: str, rnd: int = 1) -> Announcement:
 
 def test_missing_snapshots_fail_with_a_reason_without_holding_up_the_rest(tmp_path: Path) -> None:
     daemon = IpfsDaemon.start(tmp_path / "ipfs")
+    events: list[str] = []
+
+    def emit(message: str, /, **fields: object) -> None:
+        events.append(message)
+
     try:
-        (tmp_path / "pinner").mkdir(mode=0o700)  # Node.start() would make it; the status lives there
-        node = Node(NodeConfig(role="pinner", data_dir=tmp_path / "pinner", fetch_timeout_s=TIMEOUT_S))
-        node.store = IpfsStore(daemon.api_multiaddr)
+        store = IpfsStore(daemon.api_multiaddr)
+        pinner = Pinner(IpfsWorkers(store, TIMEOUT_S, emit), emit)
         gone, alive = [peer_id_of(create_new_key_pair()) for _ in range(3)], peer_id_of(create_new_key_pair())
-        held = [node.store.put(f"snapshot {r} of a peer still here".encode()) for r in (1, 2, 3)]
+        held = [store.put(f"snapshot {r} of a peer still here".encode()) for r in (1, 2, 3)]
         missing = [cid_of(f"snapshot of a peer that left {i}".encode()) for i in range(len(gone))]
         anns = [announcement(c, p) for c, p in zip(missing, gone, strict=True)]
         anns += [announcement(c, alive, rnd) for rnd, c in enumerate(held, 1)]
         started = time.monotonic()
-        node.pin_newest(anns)
+        pinner.pin_newest(anns)
         elapsed = time.monotonic() - started
     finally:
         daemon.stop()
 
-    events = [text for _, text in node.status.events]
     # The oldest snapshot of the live peer is superseded; its two newest are pinned, in round order.
-    assert node.pinned == {alive: held[1:]}, events
+    assert pinner.pinned == {alive: held[1:]}, events
     assert any(f"skipped {held[0][-10:]}" in e and "superseded" in e for e in events), events
     failed = [e for e in events if "failed after" in e]
     assert len(failed) == len(missing) and all("timed out" in e for e in failed), events

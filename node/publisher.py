@@ -1,0 +1,86 @@
+"""The publishing side of a round: encode this peer's model, put and pin it in IPFS, announce it; keep
+only the last few of its own snapshots pinned; say goodbye when the node leaves.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import replace
+
+from node.ipfs_workers import IpfsWorkers
+from node.learner import Learner, StateDict
+from node.status import NodeStatus
+from node.timing import Timer
+from p2p.announcement import LEAVING, MAX_PRIORS, Announcement, AnnouncementError
+from p2p.gossip import GossipError, GossipService
+from storage import encode, schema_fingerprint
+
+log = logging.getLogger(__name__)
+KEEP_OWN_SNAPSHOTS = 2
+KEYFRAME_EVERY = 5  # topk-delta: a full snapshot every few rounds, deltas against it in between
+
+
+class Publisher:
+    """This peer's own snapshots: what it published, which stay pinned, the current keyframe."""
+
+    def __init__(self, workers: IpfsWorkers, gossip: GossipService, *, encoding: str, role: str,
+                 status: NodeStatus, timer: Timer) -> None:
+        self.workers, self.gossip, self.encoding, self.role = workers, gossip, encoding, role
+        self.status, self.timer = status, timer
+        self.own_cids: list[str] = []
+        self.keyframe: tuple[str, StateDict] | None = None
+        self.last_announced: Announcement | None = None
+
+    def publish(self, learner: Learner, round_: int, loss: float, parents: list[str], ipfs_addrs: list[str]
+                ) -> Announcement:
+        """Put, pin and announce the learner's current model; raises StoreError when IPFS is down."""
+        store = self.workers.store
+        state = learner.state()
+        meta = {"peer_id": self.gossip.peer_id, "round": round_, "samples": learner.samples,
+                "train_loss": float(loss), "parents": parents, "dp_epsilon": learner.epsilon}
+        encoding, base = self.encoding, None
+        if encoding == "topk-delta":
+            if self.keyframe is None or round_ % KEYFRAME_EVERY == 1:
+                encoding = "fp32"
+            else:
+                meta["base_cid"], base = self.keyframe
+        with self.timer("encode"):
+            data = encode(state, encoding=encoding, meta=meta, base=base)
+        with self.timer("put"):
+            cid = store.put(data)
+            store.pin(cid)
+        if self.encoding == "topk-delta" and encoding == "fp32":
+            self.keyframe = (cid, state)
+        self.own_cids.append(cid)
+        self.status.bytes_out += len(data)
+        keep = {self.keyframe[0]} if self.keyframe else set()
+        while len(self.own_cids) > KEEP_OWN_SNAPSHOTS:
+            old = self.own_cids.pop(0)
+            if old not in keep:
+                self.workers.quietly(f"unpin {old[-10:]}", store.unpin, old)
+        ann = Announcement(cid=cid, publisher=self.gossip.peer_id, round=round_,
+                           schema=schema_fingerprint(state), samples=learner.samples, loss=float(loss),
+                           encoding=encoding, size=len(data), timestamp=time.time(), parents=tuple(parents),
+                           dp_epsilon=learner.epsilon, priors=tuple(learner.advertise(MAX_PRIORS).items()),
+                           role=self.role, addrs=tuple(ipfs_addrs))
+        with self.timer("announce"):
+            self.gossip.publish(ann)
+        self.last_announced = ann
+        return ann
+
+    @property
+    def last_cid(self) -> str:
+        return self.own_cids[-1] if self.own_cids else ""
+
+    def say_goodbye(self) -> None:
+        """Tell the swarm this node's snapshots are no longer served by it (best effort: a peer that
+        misses it goes on choosing this node, as for one that crashed, until its last announcement
+        is too old)."""
+        if self.last_announced is None:
+            return
+        goodbye = replace(self.last_announced, role=LEAVING, timestamp=time.time())
+        try:
+            self.gossip.publish(goodbye)
+        except (GossipError, AnnouncementError) as exc:
+            log.warning("could not say goodbye to the swarm: %s", exc)
