@@ -36,6 +36,7 @@ $(JSIPFS): tools/ipfs/package.json tools/ipfs/package-lock.json $(STAMP_SYS)
 
 lint: $(STAMP_PY)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy p2p
 
 unit: setup
 	$(NETNS) $(VENV)/bin/pytest -m "not integration" $(PYTEST_ARGS)
@@ -44,4 +45,4 @@ integration: setup
 	$(NETNS) $(VENV)/bin/pytest -m integration $(PYTEST_ARGS)
 
 clean:
-	rm -rf $(VENV) tools/ipfs/node_modules .pytest_cache .ruff_cache
+	rm -rf $(VENV) tools/ipfs/node_modules .pytest_cache .ruff_cache .mypy_cache

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from storage.defaults import DEFAULT_MAX_MB
+from swarm.errors import ConfigError
 from swarm.selection import TOLERANCE
 
 ROLES = ("trainer", "pinner", "observer")
@@ -27,11 +29,6 @@ _BOUNDS: tuple[tuple[tuple[str, ...], Callable[[float], bool], str], ...] = (
     (("neighbours", "rounds", "max_steps_per_round", "round_interval_s", "dp_epsilon", "dp_delta",
       "clip_norm", "tau", "guard_tolerance"), lambda v: v >= 0, "0 or more"),
 )
-DEFAULT_IPFS_API = "/ip4/127.0.0.1/tcp/5001"
-
-
-class ConfigError(ValueError):
-    """A setting is unknown or has a value of the wrong kind; the message names it."""
 
 
 @dataclass
@@ -69,7 +66,7 @@ class NodeConfig:
     max_steps_per_round: int = 0
     round_interval_s: float = 0.0
     fetch_timeout_s: float = 20.0
-    max_snapshot_mb: float = 256.0
+    max_snapshot_mb: float = float(DEFAULT_MAX_MB)
     seed: int = 0
     dp_epsilon: float = 0.0
     dp_delta: float = 1e-5

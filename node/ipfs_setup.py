@@ -14,8 +14,8 @@ import signal
 import time
 from pathlib import Path
 
-from node.config import DEFAULT_IPFS_API
 from storage import IpfsDaemon, IpfsStore, StoreError, StoreUnavailable
+from storage.defaults import DEFAULT_IPFS_API
 
 log = logging.getLogger(__name__)
 PRIVATE = "private"

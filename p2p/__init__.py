@@ -8,6 +8,7 @@
 - `host`: builds the libp2p host and gossipsub router with the settings py-libp2p's defaults get wrong.
 - `connections`: keeps a node connected (bootstrap dialing, rendezvous, address book, redials).
 - `gossip`: `GossipService`, host + gossipsub in a trio thread behind a small thread-safe API.
+- `errors`: `P2PError`, the base of every error this package raises (libp2p's own are mapped to it).
 
 Depends on libp2p, trio and `storage.atomic`; never on `node`, `swarm` or torch.
 """

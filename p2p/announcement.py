@@ -16,6 +16,8 @@ from typing import Any
 import msgpack
 from multiformats import CID
 
+from p2p.errors import P2PError
+
 VERSION = 1
 MAX_SIZE = 4096
 MAX_PARENTS = 16
@@ -26,7 +28,7 @@ MAX_CID_LEN = 128
 _SHORT_TEXT = re.compile(r"[A-Za-z0-9_.:+-]{1,64}")
 
 
-class AnnouncementError(ValueError):
+class AnnouncementError(P2PError, ValueError):
     """The bytes are not a valid announcement; the message says which field and what is expected."""
 
 

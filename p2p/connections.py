@@ -13,14 +13,17 @@ import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import trio
 from libp2p.abc import IHost
 from libp2p.discovery.rendezvous.client import RendezvousClient
+from libp2p.network.swarm import Swarm
 from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import PeerInfo
 from multiaddr import Multiaddr
 
+from p2p.errors import P2PError
 from storage.atomic import write_atomic
 
 log = logging.getLogger(__name__)
@@ -32,7 +35,7 @@ REGISTER_TTL_S = 2 * 3600
 MAX_BOOK = 1000
 
 
-class BootstrapAddrError(ValueError):
+class BootstrapAddrError(P2PError, ValueError):
     """A --bootstrap (or static peer) address is not a multiaddr ending in /p2p/<peer id>."""
 
 
@@ -163,7 +166,8 @@ class PeerKeeper:
     async def _dial(self, pid: str, addrs: list[str], bootstrap: bool = False) -> bool:
         peer = ID.from_base58(pid)
         backoff = self._backoff.setdefault(pid, _Backoff())
-        self.host.get_network().unblock_peer(peer)
+        # py-libp2p's network interface lacks unblock_peer; the Swarm every host runs on has it
+        cast(Swarm, self.host.get_network()).unblock_peer(peer)
         ok = False
         with trio.move_on_after(DIAL_TIMEOUT_S):
             try:

@@ -31,6 +31,7 @@ from multiaddr import Multiaddr
 from p2p.announcement import Announcement, AnnouncementError, topic_for
 from p2p.bans import BanEnforcer
 from p2p.connections import PeerKeeper, parse_peer_addr
+from p2p.errors import P2PError
 from p2p.host import MeshParams, build_host, build_pubsub, innermost_error, quiet_libp2p_logs
 from p2p.identity import KEY_FILE, load_or_create, peer_id_of
 from p2p.validator import AnnounceValidator, ValidationPolicy
@@ -42,7 +43,7 @@ OUTBOX_SIZE = 1000
 SEND_GRACE_S = 0.5  # on stop, after the last publish: time for py-libp2p to write it to the peers
 
 
-class GossipError(RuntimeError):
+class GossipError(P2PError, RuntimeError):
     """The gossip service was used wrongly (e.g. publish before start); the message says what to do."""
 
 

@@ -29,6 +29,8 @@ MESHSUB_PROTOCOLS = (PROTOCOL_ID_V12, PROTOCOL_ID_V11)
 
 @dataclass(frozen=True)
 class MeshParams:
+    """Gossipsub mesh and relay settings; the defaults are sized for a swarm of tens of peers."""
+
     degree: int = 6
     degree_low: int = 4
     degree_high: int = 12

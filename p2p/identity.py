@@ -10,13 +10,14 @@ from libp2p.crypto.ed25519 import create_new_key_pair
 from libp2p.crypto.keys import KeyPair
 from libp2p.peer.id import ID
 
+from p2p.errors import P2PError
 from storage.atomic import write_atomic
 
 KEY_FILE = "libp2p-ed25519.key"
 SEED_LEN = 32
 
 
-class IdentityError(RuntimeError):
+class IdentityError(P2PError, RuntimeError):
     """The key file cannot be read, written or trusted; the message says which file and what to do."""
 
 

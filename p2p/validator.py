@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from p2p.announcement import MAX_SIZE, Announcement, AnnouncementError
+from p2p.errors import P2PError
 
 log = logging.getLogger(__name__)
 
@@ -179,7 +180,9 @@ class AnnounceValidator:
                         cause, signer[-8:], detail, cause)
 
 
-class _Reject(Exception):
+class _Reject(P2PError):
+    """Why `_check` refused an announcement; caught by `check`, never seen outside this module."""
+
     def __init__(self, cause: str, detail: str):
         super().__init__(cause)
         self.cause = cause

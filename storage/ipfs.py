@@ -19,6 +19,7 @@ from ipfshttpclient import exceptions as ipfs_exc
 from multiformats import CID
 
 from storage.cid import cid_of, normalize_cid
+from storage.defaults import DEFAULT_IPFS_API, DEFAULT_MAX_SIZE
 from storage.errors import (
     CidMismatch,
     ContentTooLarge,
@@ -30,8 +31,6 @@ from storage.errors import (
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-DEFAULT_API = "/ip4/127.0.0.1/tcp/5001"
-DEFAULT_MAX_SIZE = 256 * 1024 * 1024
 # Extra seconds the HTTP read may take beyond the daemon-side timeout, so the daemon's clear
 # "timed out" answer arrives before the client gives up.
 _HTTP_GRACE_S = 5.0
@@ -40,7 +39,7 @@ _HTTP_GRACE_S = 5.0
 class IpfsStore:
     """A content store backed by an IPFS daemon; CIDs are base32 CIDv1 with raw leaves (= `cid_of`)."""
 
-    def __init__(self, api_multiaddr: str = DEFAULT_API, *, timeout: float = 30.0, retries: int = 2,
+    def __init__(self, api_multiaddr: str = DEFAULT_IPFS_API, *, timeout: float = 30.0, retries: int = 2,
                  backoff: float = 0.25) -> None:
         self.api_multiaddr = api_multiaddr
         self.timeout = timeout

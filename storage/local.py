@@ -12,9 +12,8 @@ from pathlib import Path
 
 from storage.atomic import write_atomic
 from storage.cid import cid_of, normalize_cid
+from storage.defaults import DEFAULT_MAX_SIZE
 from storage.errors import CidMismatch, ContentNotFound, ContentTooLarge
-
-DEFAULT_MAX_SIZE = 256 * 1024 * 1024
 
 
 class LocalStore:

@@ -32,12 +32,12 @@ import torch
 import zstandard
 
 from storage import sparse
+from storage.defaults import DEFAULT_MAX_SIZE
 from storage.errors import SnapshotError
 
 MAGIC = "swarm-snapshot"
 VERSION = 1
 ENCODINGS = ("fp32", "fp16", "int8", "topk-delta")
-DEFAULT_MAX_SIZE = 256 * 1024 * 1024
 DEFAULT_TOPK = 0.01
 ZSTD_LEVEL = 1  # measured: level 1 beats 3 on both ratio and speed for shuffled float planes
 FP16_MAX = 65504.0

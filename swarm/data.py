@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from swarm.errors import SwarmError
+
 DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")
 
 
@@ -26,7 +28,7 @@ class Dataset:
     model: str  # the default architecture for this input shape
 
 
-class DatasetNotFoundError(FileNotFoundError):
+class DatasetNotFoundError(SwarmError, FileNotFoundError):
     """The dataset's files are not on this machine."""
 
 
@@ -124,7 +126,7 @@ def cifar10() -> Dataset:
 LOADERS = {"fashion-mnist": fashion_mnist, "digits": digits, "cifar10": cifar10}
 
 
-class UnknownDatasetError(ValueError):
+class UnknownDatasetError(SwarmError, ValueError):
     """Asked for a dataset name that is not supported."""
 
 

@@ -10,13 +10,14 @@ from collections.abc import Mapping
 
 import torch
 
+from swarm.errors import SwarmError
 from swarm.similarity import StateDict, flatten
 
 log = logging.getLogger(__name__)
 METHODS = ("mean", "median", "trimmed-mean")
 
 
-class MergeError(ValueError):
+class MergeError(SwarmError, ValueError):
     """Nothing usable to merge, or a bad merge option."""
 
 

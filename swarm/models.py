@@ -13,6 +13,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from swarm.errors import SwarmError
+
 
 def stacked_cnn(
     params: dict[str, torch.Tensor], x: torch.Tensor, convs: tuple[str, ...], fcs: tuple[str, ...], *,
@@ -130,7 +132,7 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
 }
 
 
-class UnknownModelError(ValueError):
+class UnknownModelError(SwarmError, ValueError):
     """Asked for a model name that is not in the registry."""
 
 

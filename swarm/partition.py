@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from swarm.data import Dataset
+from swarm.errors import SwarmError
 
 KINDS = ("iid", "dirichlet", "label-shift", "rotation")
 SPLITS = ("pools", "thesis")
@@ -59,7 +60,7 @@ def split_of(c: ClientData, split: str) -> tuple[torch.Tensor, torch.Tensor]:
     return getattr(c, f"{split}_x"), getattr(c, f"{split}_y")
 
 
-class PartitionError(ValueError):
+class PartitionError(SwarmError, ValueError):
     """Unknown partition kind or impossible parameters."""
 
 

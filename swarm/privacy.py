@@ -25,6 +25,7 @@ from opacus.validators import ModuleValidator
 from torch import nn
 from torch.utils.data import DataLoader
 
+from swarm.errors import SwarmError
 from swarm.training import TrainStats, train_local
 
 # Opacus warns on every call about things we chose deliberately (no secure RNG in a research
@@ -41,11 +42,11 @@ def quiet_opacus() -> Iterator[None]:
         yield
 
 
-class PrivacyConfigError(ValueError):
+class PrivacyConfigError(SwarmError, ValueError):
     """A DP setting that cannot work (bad numbers, a model with batch norm, an unreachable budget)."""
 
 
-class BudgetExhausted(RuntimeError):
+class BudgetExhausted(SwarmError, RuntimeError):
     """The privacy budget is spent: the peer must stop training (it may keep serving its weights)."""
 
 

@@ -17,11 +17,13 @@ from dataclasses import dataclass
 
 import torch
 
+from swarm.errors import SwarmError
+
 StateDict = Mapping[str, torch.Tensor]
 Mask = dict[str, torch.Tensor]
 
 
-class PruningError(ValueError):
+class PruningError(SwarmError, ValueError):
     """A pruning setting or a merge input that cannot work."""
 
 

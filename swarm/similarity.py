@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import torch
 
+from swarm.errors import SwarmError
+
 StateDict = Mapping[str, torch.Tensor]
 Weights = torch.Tensor | StateDict
 
@@ -38,11 +40,11 @@ class SimilarityInputs:
     alpha: float = 0.5
 
 
-class UnknownSimilarityError(ValueError):
+class UnknownSimilarityError(SwarmError, ValueError):
     """Asked for a metric name that is not registered."""
 
 
-class MissingInputError(ValueError):
+class MissingInputError(SwarmError, ValueError):
     """A metric needs an input (e.g. `init`, `loss_of`) the caller did not provide."""
 
 

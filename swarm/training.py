@@ -8,6 +8,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from swarm.errors import SwarmError
+
 Batch = tuple[torch.Tensor, torch.Tensor]
 OPTIMIZERS = ("adam", "sgd")
 
@@ -34,7 +36,7 @@ class ShuffledBatches:
             yield self.x[idx], self.y[idx]
 
 
-class UnknownOptimizerError(ValueError):
+class UnknownOptimizerError(SwarmError, ValueError):
     """Asked for an optimizer other than the supported ones."""
 
 

@@ -10,11 +10,14 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from storage.defaults import DEFAULT_IPFS_API, DEFAULT_MAX_MB, mib_to_bytes
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("target", help="a snapshot file, or a CID to fetch through --ipfs-api")
-    parser.add_argument("--ipfs-api", default="/ip4/127.0.0.1/tcp/5001", help="IPFS (Kubo RPC) API multiaddr")
-    parser.add_argument("--max-mb", type=float, default=256.0, help="refuse bigger snapshots (256)")
+    parser.add_argument("--ipfs-api", default=DEFAULT_IPFS_API, help="IPFS (Kubo RPC) API multiaddr")
+    parser.add_argument("--max-mb", type=float, default=float(DEFAULT_MAX_MB),
+                        help=f"refuse bigger snapshots ({DEFAULT_MAX_MB})")
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for a CID (30)")
     parser.add_argument("--json", action="store_true", help="print the snapshot's description as JSON")
 
@@ -22,7 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import storage  # lazily: it imports torch
 
-    max_size = int(args.max_mb * 1024 * 1024)
+    max_size = mib_to_bytes(args.max_mb)
     try:
         path = Path(args.target)
         if path.exists():

@@ -15,12 +15,13 @@ import typing
 from pathlib import Path
 
 from node.config import ConfigError, NodeConfig, config_fields, load_config
+from storage.defaults import DEFAULT_IPFS_API
 
 HELP = {
     "swarm": "swarm id: peers of one swarm share the gossip topic /swarm/<id>/announce/1",
     "bootstrap": "multiaddr of a swarm-bootstrap peer (/ip4/../tcp/../p2p/..); repeatable",
     "listen": "libp2p listen multiaddr (default loopback; use /ip4/0.0.0.0/... to be reachable)",
-    "ipfs_api": "Kubo RPC API multiaddr; empty: use /ip4/127.0.0.1/tcp/5001 if it answers, else start a "
+    "ipfs_api": f"Kubo RPC API multiaddr; empty: use {DEFAULT_IPFS_API} if it answers, else start a "
                 "private daemon; 'private': always start a private daemon",
     "data_dir": "where keys, checkpoints, status and the private IPFS repo live",
     "role": "trainer (data + compute), pinner (keeps snapshots available), observer (watches)",

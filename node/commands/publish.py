@@ -18,6 +18,7 @@ from p2p.announcement import MAX_ADDR_LEN, MAX_ADDRS, MAX_PARENTS, Announcement,
 from p2p.connections import BootstrapAddrError
 from p2p.gossip import GossipConfig, GossipError, GossipService
 from p2p.identity import IdentityError
+from storage.defaults import DEFAULT_IPFS_API, DEFAULT_MAX_MB, mib_to_bytes
 
 log = logging.getLogger("swarm-node.publish")
 SEED_ROLE = "seed"
@@ -29,19 +30,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bootstrap", action="append", default=[], metavar="MULTIADDR",
                         help="bootstrap peer, /ip4/../tcp/N/p2p/ID (repeatable; default: $SWARM_BOOTSTRAP, "
                         "comma-separated)")
-    parser.add_argument("--ipfs-api", default="/ip4/127.0.0.1/tcp/5001", help="IPFS (Kubo RPC) API multiaddr")
+    parser.add_argument("--ipfs-api", default=DEFAULT_IPFS_API, help="IPFS (Kubo RPC) API multiaddr")
     parser.add_argument("--data-dir", type=Path, default=Path("swarm-data"), help="holds the libp2p identity")
     parser.add_argument("--listen", default="/ip4/127.0.0.1/tcp/0")
     parser.add_argument("--round", type=int, help="round to announce (default: the snapshot's meta, else 0)")
     parser.add_argument("--wait", type=float, default=15.0, help="seconds to wait for a swarm peer (15)")
-    parser.add_argument("--max-mb", type=float, default=256.0, help="refuse bigger snapshot files (256)")
+    parser.add_argument("--max-mb", type=float, default=float(DEFAULT_MAX_MB),
+                        help=f"refuse bigger snapshot files ({DEFAULT_MAX_MB})")
 
 
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(name)s: %(message)s")
     import storage  # lazily: it imports torch, which `swarm-node --help` must not pay for
 
-    max_size = int(args.max_mb * 1024 * 1024)
+    max_size = mib_to_bytes(args.max_mb)
     try:
         if args.file.stat().st_size > max_size:
             return _fail(f"{args.file} is larger than --max-mb {args.max_mb:g}")

@@ -8,6 +8,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from swarm.errors import ConfigError
 from swarm.selection import TOLERANCE
 
 
@@ -61,10 +62,6 @@ class SimConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
-
-
-class ConfigError(ValueError):
-    """A config file or --set override names an unknown key or a value of the wrong type."""
 
 
 KEYS = {f.name: f for f in fields(SimConfig)}

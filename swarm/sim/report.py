@@ -6,14 +6,13 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
 import statistics
 import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from storage.atomic import write_atomic
 from swarm.sim.simulator import SimResult
 
 ROUND_FIELDS = [
@@ -57,18 +56,9 @@ def summary(result: SimResult) -> dict[str, Any]:
     }
 
 
-def write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def write_outputs(result: SimResult, out: Path) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
-    write_atomic(out / "summary.json", json.dumps(summary(result), indent=1))
+    write_atomic(out / "summary.json", json.dumps(summary(result), indent=1).encode())
     with open(out / "rounds.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=ROUND_FIELDS)
         writer.writeheader()

@@ -24,6 +24,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from swarm.errors import SwarmError
+
 
 @dataclass(frozen=True)
 class Candidate:
@@ -49,7 +51,7 @@ class PeerView:
         return {c.peer_id: c for c in self.candidates}
 
 
-class UnknownStrategyError(ValueError):
+class UnknownStrategyError(SwarmError, ValueError):
     """Asked for a strategy name that is not registered."""
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 from collections.abc import Mapping, Sequence
 
+from swarm.errors import SwarmError
 from swarm.strategies.base import PeerView, Strategy, others, register, sample_weights
 
 
@@ -49,7 +50,7 @@ class FedAvg(Strategy):
         return sample_weights(view, fetched)
 
 
-class MissingClusterError(ValueError):
+class MissingClusterError(SwarmError, ValueError):
     """The oracle strategy was run without true cluster labels (they exist only in the simulator)."""
 
 
