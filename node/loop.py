@@ -404,6 +404,9 @@ class Node:
             state = self.check(ann, *download.result())
             if state is None:
                 continue
+            if not learner.needs.scores:  # the strategy weighs without scores: spare the work
+                states[peer_id] = state
+                continue
             with self.timer("score"):
                 score = learner.score(state)
             if score != score:  # NaN: the peer's model is useless on my data
