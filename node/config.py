@@ -20,14 +20,16 @@ from typing import Any
 from storage.defaults import DEFAULT_MAX_MB
 from swarm.errors import ConfigError
 from swarm.selection import TOLERANCE
+from swarm.strategies import configured_strategy, resolve_needs
 
 ROLES = ("trainer", "pinner", "observer")
 # Numeric settings with a lower bound (every float setting must also be finite): names, test, rule.
 _BOUNDS: tuple[tuple[tuple[str, ...], Callable[[float], bool], str], ...] = (
-    (("clients", "samples_per_client", "local_epochs", "batch_size"), lambda v: v >= 1, "at least 1"),
+    (("clients", "samples_per_client", "local_epochs", "batch_size", "reestimate_every", "degree"),
+     lambda v: v >= 1, "at least 1"),
     (("lr", "fetch_timeout_s", "max_snapshot_mb", "dp_max_grad_norm"), lambda v: v > 0, "greater than 0"),
     (("neighbours", "rounds", "max_steps_per_round", "round_interval_s", "dp_epsilon", "dp_delta",
-      "clip_norm", "tau", "guard_tolerance"), lambda v: v >= 0, "0 or more"),
+      "clip_norm", "tau", "guard_tolerance", "stage1_rounds"), lambda v: v >= 0, "0 or more"),
 )
 
 
@@ -47,11 +49,21 @@ class NodeConfig:
     samples_per_client: int = 400
     image_folder: str = ""
     model: str = ""
+    # The strategy and its parameters, named as in the simulator's SimConfig (swarm.sim.config); each
+    # reaches the strategy's constructor if it takes it (swarm.strategies.strategy_params).
     strategy: str = "dac"
-    similarity: str = "inverse-loss"
+    similarity: str = ""  # "" = the strategy's default metric (dac: inverse-loss, panm: panm)
     neighbours: int = 2
-    tau: float = 0.0  # 0: the similarity metric's default temperature
-    explore_unknown: bool = True
+    tau: float = 0.0  # dac: 0 = the similarity metric's default temperature
+    tau_growth: float = 0.0  # dac: tau_t = tau + tau_growth * round
+    explore_unknown: bool = True  # dac
+    two_hop: bool = True  # dac
+    aggregate: str = "samples"  # dac: "samples" or "similarity"
+    stage1_rounds: int = 50  # panm
+    reestimate_every: int = 2  # panm
+    topology: str = "full"  # gossip: "full", "ring" or random "regular" graph of `degree`
+    degree: int = 4  # gossip
+    graph_seed: int = 0  # gossip
     encoding: str = "fp32"
     merge: str = "mean"
     clip_norm: float = 0.0  # > 0: clip each peer's distance to my weights before merging (0: off)
@@ -89,6 +101,16 @@ class NodeConfig:
         if "\x00" in str(self.data_dir):
             raise ConfigError("setting data_dir: the path contains a NUL character")
         self.data_dir = Path(self.data_dir)
+        self._check_strategy()
+
+    def _check_strategy(self) -> None:
+        """Refuse, before any daemon starts, a strategy a node cannot run or parameters its
+        constructor rejects (building one is cheap and checks them exactly as the learner will)."""
+        try:
+            needs = resolve_needs(self.strategy, "node", self.similarity)
+            configured_strategy(self.strategy, needs, vars(self))
+        except ValueError as exc:  # an unknown or simulator-only strategy, or a bad parameter
+            raise ConfigError(f"strategy settings: {exc}") from None
 
 
 def _field_types() -> dict[str, Any]:

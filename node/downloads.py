@@ -18,7 +18,7 @@ from node.peer_table import PeerTable
 from node.status import Emit, NodeStatus, short_id
 from node.timing import Timer
 from p2p.announcement import Announcement
-from storage import Snapshot, StoreError, decode
+from storage import BadContent, Snapshot, StoreError, decode
 from swarm.strategies import PeerView
 
 BASE_CACHE = 16
@@ -95,10 +95,10 @@ class Downloads:
                 raise fetched
             snap = fetched.snapshot
             if snap.meta.get("peer_id") != ann.publisher:
-                raise StoreError(f"snapshot says it is from {short_id(str(snap.meta.get('peer_id')))}, "
+                raise BadContent(f"snapshot says it is from {short_id(str(snap.meta.get('peer_id')))}, "
                                  "not from its announcer")
             if snap.schema != self.table.schema:
-                raise StoreError("snapshot schema differs from the announced one")
+                raise BadContent("snapshot schema differs from the announced one")
             state = snap.apply(self._base(snap.meta["base_cid"])) if snap.sparse else snap.state_dict
         except StoreError as exc:
             self.table.fetch_failed(ann.publisher)

@@ -24,7 +24,7 @@ from swarm.partition import ClientData, partition, split_of
 from swarm.privacy import PrivacyBudget, PrivacyConfigError, PrivateTraining, make_private
 from swarm.selection import BestModel, Guarded, guard
 from swarm.similarity import SimilarityInputs, similarity
-from swarm.strategies import PeerView, build_strategy, strategy_params
+from swarm.strategies import PeerView, configured_strategy, resolve_needs
 from swarm.training import ShuffledBatches, TrainStats, evaluate, make_optimizer, train_local
 
 StateDict = dict[str, torch.Tensor]
@@ -96,8 +96,10 @@ class Learner:
         generator = torch.Generator().manual_seed(cfg.seed * 1000 + cfg.client)
         data = shard.data
         self.train_batches = ShuffledBatches(data.train_x, data.train_y, cfg.batch_size, generator)
-        self.strategy = build_strategy(cfg.strategy, **strategy_params(cfg.strategy, vars(cfg)))
-        self.metric = similarity(cfg.similarity)
+        # What the strategy asks of a node (scores or not, the metric), resolved as the simulator does.
+        self.needs = resolve_needs(cfg.strategy, "node", cfg.similarity)
+        self.strategy = configured_strategy(cfg.strategy, self.needs, vars(cfg))
+        self.metric = similarity(self.needs.similarity)
         self.rng = random.Random(cfg.seed * 7919 + cfg.client)
         self._scratch = build_model(model_name, in_channels=shard.in_channels, num_classes=shard.num_classes)
         self.private = self._make_private() if cfg.dp_epsilon > 0 else None

@@ -33,6 +33,7 @@ from p2p.announcement import LEAVING, MAX_PARENTS
 from p2p.gossip import GossipConfig, GossipService
 from storage import IpfsDaemon, StoreError, schema_fingerprint
 from storage.atomic import write_atomic
+from storage.defaults import mib_to_bytes
 from swarm.models import pick_device
 from swarm.privacy import BudgetExhausted
 from swarm.strategies import Candidate, PeerView
@@ -103,7 +104,7 @@ class Node:
         self.status.peer_id = self.gossip.peer_id
         schema = schema_fingerprint(self.learner.state()) if self.learner else ""
         self.table = PeerTable(self.gossip.peer_id, schema)
-        self.downloads = Downloads(self.workers, self.table, max_size=int(cfg.max_snapshot_mb * 1024 * 1024),
+        self.downloads = Downloads(self.workers, self.table, max_size=mib_to_bytes(cfg.max_snapshot_mb),
                                    status=self.status, timer=self.timer, emit=self.event)
         self.publisher = Publisher(self.workers, self.gossip, encoding=cfg.encoding, role=cfg.role,
                                    status=self.status, timer=self.timer)
@@ -256,14 +257,15 @@ class Node:
         assert self.learner is not None and self.table is not None and self.downloads is not None
         learner, view = self.learner, exchange.view
         arrived = self.downloads.collect(exchange)
-        with self.timer("score"):
-            scores = {p: learner.score(state) for p, (_, state) in arrived.items()}
+        scores: dict[str, float] = {}
+        if learner.needs.scores:  # a strategy that weighs without scores is spared the work
+            with self.timer("score"):
+                scores = {p: learner.score(state) for p, (_, state) in arrived.items()}
         for peer_id in [p for p, score in scores.items() if score != score]:  # NaN: useless on my data
             self.event(f"skipped {short_id(peer_id)}: similarity is not a number")
-            del scores[peer_id]
-        states = {p: arrived[p][1] for p in scores}
-        for peer_id, score in scores.items():
-            self.table.records[peer_id].similarity = score
+            del scores[peer_id], arrived[peer_id]
+        states = {p: state for p, (_, state) in arrived.items()}
+        self.table.note_scores(scores)
         learner.observe(view, scores, {p: dict(arrived[p][0].priors) for p in states})
         self.table.mark_merged({})
         if not states:

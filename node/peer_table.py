@@ -100,6 +100,11 @@ class PeerTable:
         record = self.records[peer_id]
         record.failures, record.retry_after, record.fetch_ms = 0, 0.0, fetch_ms
 
+    def note_scores(self, scores: dict[str, float]) -> None:
+        """The similarity this node's metric gave each peer's newest snapshot."""
+        for peer_id, score in scores.items():
+            self.records[peer_id].similarity = score
+
     def mark_merged(self, merged: dict[str, tuple[float, str]]) -> None:
         """The outcome of this node's last exchange: peer -> (merge weight, CID merged); the rest not."""
         for record in self.records.values():

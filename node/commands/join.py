@@ -16,6 +16,7 @@ from pathlib import Path
 
 from node.config import ConfigError, NodeConfig, config_fields, load_config
 from storage.defaults import DEFAULT_IPFS_API
+from swarm.strategies import runnable
 
 HELP = {
     "swarm": "swarm id: peers of one swarm share the gossip topic /swarm/<id>/announce/1",
@@ -29,11 +30,25 @@ HELP = {
     "partition": "how the data set is split across peers: iid, dirichlet, label-shift, rotation",
     "clients": "number of shards the data set is split into",
     "client": "which shard this peer holds (0-based)",
-    "strategy": "local, random, dac, panm",
-    "similarity": "inverse-loss, cosine-weights, cosine-updates, l2",
+    "strategy": f"whom to fetch and how to weigh them: {', '.join(runnable('node'))} (fedavg and oracle "
+                "run in `swarm-node simulate` only)",
+    "similarity": "how a peer scores a neighbour's model: inverse-loss, cosine-weights, cosine-updates, l2, "
+                  "panm; empty: the strategy's default (dac: inverse-loss, panm: panm; others score none)",
+    "neighbours": "peers fetched and merged each round (dac, random, gossip; panm: the size of its bag)",
     "encoding": "snapshot encoding: fp32, fp16, int8, topk-delta",
     "tau": "dac: softmax temperature of the neighbour choice (0: the metric's default, 10 for inverse-loss)",
+    "tau_growth": "dac: the temperature grows by this much each round (tau + tau_growth x round; default 0)",
     "explore_unknown": "dac: a peer not scored yet gets the best prior, so every peer is tried (default on)",
+    "two_hop": "dac: estimate peers never scored from the tables the fetched neighbours announce "
+               "(default on)",
+    "aggregate": "dac: merge weights by training-set size (samples, default) or by similarity",
+    "stage1_rounds": "panm: rounds of stage 1, which builds the neighbour bag from the best-scored peers "
+                     "(default 50)",
+    "reestimate_every": "panm: in stage 2, explore outsiders and refit the bag every this many rounds "
+                        "(default 2)",
+    "topology": "gossip: the overlay graph peers are drawn from: full (default), ring, regular",
+    "degree": "gossip: neighbours of each peer in the regular graph (default 4)",
+    "graph_seed": "gossip: seed of the regular graph (every peer must use the same; default 0)",
     "merge_guard": "merge a neighbour only if that does not raise the loss on this peer's validation data "
                    "by more than --guard-tolerance; the model kept is the best on validation (default on)",
     "guard_tolerance": "the merge guard's allowed relative rise of the validation loss (default 0.1 = 10%%)",

@@ -32,7 +32,7 @@ from swarm.sim.config import SimConfig
 from swarm.sim.dp_engine import PrivateLoopEngine
 from swarm.sim.engine import BatchedEngine, Layout, LoopEngine, TrainSettings
 from swarm.similarity import SimilarityInputs, check_name, flatten, similarity
-from swarm.strategies import Candidate, PeerView, Strategy, build_strategy, strategy_params
+from swarm.strategies import Candidate, PeerView, Strategy, configured_strategy, resolve_needs
 
 log = logging.getLogger(__name__)
 StateDict = dict[str, torch.Tensor]
@@ -120,6 +120,8 @@ def simulate(
     gets it after every round, its tensors uncopied: serialise it before returning)."""
     started = time.perf_counter()
     transmit = transmit or raw_transmit
+    needs = resolve_needs(cfg.strategy, "simulator", cfg.similarity)
+    metric_name = check_name(needs.similarity)
     torch.manual_seed(cfg.seed)
     device = pick_device(cfg.device)
     if device.type != "cpu":
@@ -144,9 +146,8 @@ def simulate(
     ids = [f"c{i:03d}" for i in range(n)]
     index = {p: i for i, p in enumerate(ids)}
     clusters = [c.cluster for c in clients]
-    params = strategy_params(cfg.strategy, cfg.to_dict())
-    strategies: list[Strategy] = [build_strategy(cfg.strategy, **params) for _ in range(n)]
-    metric_name = check_name(cfg.similarity or strategies[0].default_similarity)
+    values = cfg.to_dict()
+    strategies: list[Strategy] = [configured_strategy(cfg.strategy, needs, values) for _ in range(n)]
     metric = similarity(metric_name)
     rngs = [random.Random(cfg.seed * 1_000_003 + i) for i in range(n)]
     init = flatten(model.state_dict())
@@ -164,7 +165,7 @@ def simulate(
     if not has_val and (cfg.merge_guard or cfg.patience):
         log.warning("simulate: no validation split (val_samples = 0): no merge guard, no best-model "
                     "selection, no early stopping; the last round's models are reported")
-    guarded = cfg.merge_guard and has_val and not strategies[0].central
+    guarded = cfg.merge_guard and has_val and not needs.central
     best = [BestModel(cfg.patience if has_val else 0) for _ in range(n)]
     kept = flat.clone()  # each client's best model on its validation split so far
     active = torch.ones(n, dtype=torch.bool)
@@ -208,14 +209,14 @@ def simulate(
             got, sizes[j] = transmit(layout.unflatten(flat[j].clone()), base)
             received[j] = flatten(got)
         published.update(received)
-        if strategies[0].central:
+        if needs.central:
             round_bytes = sum(sizes.values()) + n * max(sizes.values(), default=0)
         else:
             round_bytes = sum(sizes[j] for js in chosen.values() for j in js)
 
         scores = (
             score_pairs(metric, cfg, engine, flat, start, init, received, chosen)
-            if strategies[0].needs_scores
+            if needs.scores
             else {i: {} for i in range(n)}
         )
         adverts = {ids[j]: strategies[j].advertise() for j in received}
@@ -228,7 +229,7 @@ def simulate(
             strategies[i].observe(views[i], named, {p: adverts[p] for p in fetched})
             if not fetched:
                 continue
-            if strategies[i].central and shared is not None and pruning is None:
+            if needs.central and shared is not None and pruning is None:
                 merged[i] = shared
                 continue
             weights = strategies[i].weights(views[i], fetched, named)
@@ -245,7 +246,7 @@ def simulate(
             except MergeError as exc:
                 log.warning("round %d: %s kept its own weights: %s", r, ids[i], exc)
             merged_pairs[i] = [index[p] for p, w in weights.items() if p != ids[i] and w > 0]
-            if strategies[i].central:
+            if needs.central:
                 shared = merged[i]
         flat = merged
         took = [i for i, js in merged_pairs.items() if js and active[i]]

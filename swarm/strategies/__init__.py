@@ -3,15 +3,20 @@
 from swarm.strategies import dac, gossip, panm, simple  # noqa: F401  (registers the strategies)
 from swarm.strategies.base import (
     STRATEGIES,
-    Candidate,
-    PeerView,
+    Needs,
     Strategy,
     UnknownStrategyError,
+    UnsupportedRuntimeError,
     build_strategy,
+    configured_strategy,
+    resolve_needs,
+    runnable,
     strategy_params,
 )
+from swarm.strategies.view import Candidate, PeerView
 
 __all__ = [
-    "STRATEGIES", "Candidate", "PeerView", "Strategy", "UnknownStrategyError", "build_strategy",
+    "STRATEGIES", "Candidate", "Needs", "PeerView", "Strategy", "UnknownStrategyError",
+    "UnsupportedRuntimeError", "build_strategy", "configured_strategy", "resolve_needs", "runnable",
     "strategy_params",
 ]

@@ -1,7 +1,8 @@
 """The strategy interface shared by the simulator and the real node.
 
-A strategy object belongs to one peer and decides, from a `PeerView` only (who announced what, which
-snapshots were fetched, their similarity scores), whom to fetch and how to weigh them in the merge.
+A strategy object belongs to one peer and decides, from a `PeerView` only (`swarm.strategies.view`:
+who announced what, which snapshots were fetched, their similarity scores), whom to fetch and how to
+weigh them in the merge.
 It never sees the network, IPFS, or tensors of other clients; its state is plain msgpack-able data.
 
 Round protocol, identical in both runtimes:
@@ -14,61 +15,69 @@ Round protocol, identical in both runtimes:
    a zero weight leaves that peer out of the merge);
 5. the runtime may refuse some of those merges (its merge guard: the peer's model raised the loss
    on my own validation data) and tells the strategy with `rejected(peers)`.
+
+The contract, which both runtimes obey: what a strategy asks of the runtime is declared once, as the
+class attribute `needs` (a `Needs`): whether fetched snapshots are scored at all (step 2 is skipped
+when not), the metric used when the config names none, whether it is a central-server baseline, and
+the runtimes able to run it. A runtime never reads these ad hoc: it calls
+`resolve_needs(name, runtime, configured_metric)`, which refuses a strategy this runtime cannot run
+(`UnsupportedRuntimeError`, naming the ones it can; a node does so when its config is loaded) and
+fills in the metric to score with; then it builds the strategy from its own config with
+`configured_strategy`, which passes the config entries the constructor takes (`strategy_params`:
+the simulator's `SimConfig` and the node's `NodeConfig` name a parameter alike, e.g. `tau`,
+`stage1_rounds`, `topology`) and the resolved metric. A new strategy is a subclass with `name`,
+`needs` and the constructor parameters it wants, registered with `@register`; a parameter new to
+both configs is a field of each; neither runtime's code changes.
 """
 
 from __future__ import annotations
 
 import inspect
+import math
 import random
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, ClassVar, Literal
 
 from swarm.errors import SwarmError
+from swarm.strategies.view import Advertised, Candidate, PeerView, Scores
+
+Runtime = Literal["simulator", "node"]
+RUNTIMES: tuple[Runtime, ...] = ("simulator", "node")
 
 
 @dataclass(frozen=True)
-class Candidate:
-    """A peer that announced a snapshot: `cluster` is set by the simulator only (oracle, purity)."""
+class Needs:
+    """What a strategy asks of the runtime that drives it (see the module docstring).
 
-    peer_id: str
-    samples: int
-    round: int
-    cluster: int | None = None
+    `scores`: score each fetched snapshot (a strategy that weighs without scores spares the runtime
+    the work); `similarity`: the metric to score with (on the class, the default used when the config
+    names none; from `resolve_needs`, the one the runtime uses); `central`: a central-server baseline
+    (bytes counted as one upload + one download per client, every client ends on one shared average,
+    no merge guard); `runtimes`: where it can run, `why` says what keeps it out of the others.
+    """
 
-
-@dataclass
-class PeerView:
-    """What one peer knows at the start of a merge step."""
-
-    me: str
-    round: int
-    my_samples: int
-    candidates: list[Candidate] = field(default_factory=list)
-    my_cluster: int | None = None
-
-    def by_id(self) -> dict[str, Candidate]:
-        return {c.peer_id: c for c in self.candidates}
+    scores: bool = False
+    similarity: str = "inverse-loss"
+    central: bool = False
+    runtimes: tuple[Runtime, ...] = RUNTIMES
+    why: str = ""
 
 
 class UnknownStrategyError(SwarmError, ValueError):
     """Asked for a strategy name that is not registered."""
 
 
-class Strategy:
-    """Base of all strategies: sensible defaults so each strategy overrides only what it changes.
+class UnsupportedRuntimeError(ValueError):
+    """A strategy was asked of a runtime that cannot run it (e.g. a central baseline on a node)."""
 
-    Class attributes tell the runtime what the strategy needs:
-    `needs_scores` (score fetched snapshots at all), `default_similarity` (metric used when the
-    config does not name one), `central` (simulator-only server baseline: bytes counted as
-    upload + download per client instead of peer-to-peer fetches).
-    """
+
+class Strategy:
+    """Base of all strategies: sensible defaults so each strategy overrides only what it changes;
+    `needs` tells the runtime what the strategy asks of it."""
 
     name: ClassVar[str] = "base"
-    needs_scores: ClassVar[bool] = False
-    default_similarity: ClassVar[str] = "inverse-loss"
-    central: ClassVar[bool] = False
-    simulator_only: ClassVar[bool] = False
+    needs: ClassVar[Needs] = Needs()
 
     def __init__(self, neighbours: int = 5) -> None:
         if neighbours < 0:
@@ -78,17 +87,10 @@ class Strategy:
     def choose(self, view: PeerView, rng: random.Random) -> list[str]:
         return []
 
-    def observe(
-        self,
-        view: PeerView,
-        scores: Mapping[str, float],
-        advertised: Mapping[str, Mapping[str, float]] | None = None,
-    ) -> None:
+    def observe(self, view: PeerView, scores: Scores, advertised: Advertised | None = None) -> None:
         return None
 
-    def weights(
-        self, view: PeerView, fetched: Sequence[str], scores: Mapping[str, float]
-    ) -> dict[str, float]:
+    def weights(self, view: PeerView, fetched: Sequence[str], scores: Scores) -> dict[str, float]:
         return uniform_weights(view.me, fetched)
 
     def rejected(self, peers: Sequence[str]) -> None:
@@ -129,7 +131,12 @@ def others(view: PeerView) -> list[Candidate]:
     return [c for c in view.candidates if c.peer_id != view.me]
 
 
-STRATEGIES: dict[str, Callable[..., Strategy]] = {}
+def finite_scores(scores: Scores, me: str) -> dict[str, float]:
+    """The scores of other peers that are numbers (a NaN or infinite score says nothing about a peer)."""
+    return {p: float(s) for p, s in scores.items() if p != me and math.isfinite(float(s))}
+
+
+STRATEGIES: dict[str, type[Strategy]] = {}
 
 
 def register(cls: type[Strategy]) -> type[Strategy]:
@@ -137,24 +144,53 @@ def register(cls: type[Strategy]) -> type[Strategy]:
     return cls
 
 
-def strategy_params(name: str, settings: Mapping[str, Any]) -> dict[str, Any]:
-    """The entries of `settings` (a simulator or node config) that strategy `name`'s constructor takes,
-    so both runtimes build a strategy from their config the same way."""
-    if name not in STRATEGIES:
-        build_strategy(name)  # raises the error listing the choices
-    accepted = inspect.signature(STRATEGIES[name]).parameters
-    return {k: v for k, v in settings.items() if k in accepted}
-
-
-def build_strategy(name: str, **params: Any) -> Strategy:
-    """Build a registered strategy, e.g. `build_strategy("dac", neighbours=5, tau=30)`."""
+def factory(name: str) -> type[Strategy]:
+    """The registered strategy `name`; an unknown name is an error that lists the choices."""
     try:
-        factory = STRATEGIES[name]
+        return STRATEGIES[name]
     except KeyError:
         raise UnknownStrategyError(
             f"unknown strategy {name!r}; choose one of {', '.join(sorted(STRATEGIES))}"
         ) from None
+
+
+def runnable(runtime: Runtime) -> list[str]:
+    """The registered strategies `runtime` can run, sorted."""
+    return sorted(n for n, cls in STRATEGIES.items() if runtime in cls.needs.runtimes)
+
+
+def resolve_needs(name: str, runtime: Runtime, similarity: str = "") -> Needs:
+    """What strategy `name` needs of `runtime`, with the metric to score with: `similarity` (the
+    config's choice) or, when it is empty, the strategy's default. Both runtimes call this once,
+    before building anything, so a strategy the runtime cannot run is refused up front."""
+    needs = factory(name).needs
+    if runtime not in needs.runtimes:
+        where = " or ".join(needs.runtimes)
+        raise UnsupportedRuntimeError(
+            f"strategy {name!r} runs in the {where} only ({needs.why}); "
+            f"choose one the {runtime} runs: {', '.join(runnable(runtime))}"
+        )
+    return replace(needs, similarity=similarity or needs.similarity)
+
+
+def strategy_params(name: str, settings: Mapping[str, Any]) -> dict[str, Any]:
+    """The entries of `settings` (a simulator or node config) that strategy `name`'s constructor takes,
+    so both runtimes build a strategy from their config the same way."""
+    accepted = inspect.signature(factory(name)).parameters
+    return {k: v for k, v in settings.items() if k in accepted}
+
+
+def configured_strategy(name: str, needs: Needs, settings: Mapping[str, Any]) -> Strategy:
+    """Strategy `name` built from a runtime's config `settings`, told the metric the runtime scores
+    with (`needs.similarity`, from `resolve_needs`): a strategy tuned per metric (DAC's tau) must
+    agree with the runtime on it."""
+    return build_strategy(name, **strategy_params(name, {**settings, "similarity": needs.similarity}))
+
+
+def build_strategy(name: str, **params: Any) -> Strategy:
+    """Build a registered strategy, e.g. `build_strategy("dac", neighbours=5, tau=30)`."""
+    make = factory(name)
     try:
-        return factory(**params)
+        return make(**params)
     except TypeError as exc:
         raise UnknownStrategyError(f"strategy {name!r}: bad parameters ({exc}); see its docstring") from None

@@ -24,7 +24,8 @@ import random
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from swarm.strategies.base import PeerView, Strategy, others, register, sample_weights
+from swarm.strategies.base import Needs, Strategy, finite_scores, others, register, sample_weights
+from swarm.strategies.view import Advertised, PeerView, Scores
 
 AGGREGATIONS = ("samples", "similarity")
 # The thesis's temperatures per similarity metric (cosine was tried at 100, 200 and 300): the metrics'
@@ -56,10 +57,6 @@ def softmax_sample(items: Sequence[str], logits: Sequence[float], k: int, rng: r
     return chosen
 
 
-def finite_scores(scores: Mapping[str, float], me: str) -> dict[str, float]:
-    return {p: float(s) for p, s in scores.items() if p != me and math.isfinite(float(s))}
-
-
 def default_tau(metric: str) -> float:
     try:
         return DEFAULT_TAU[metric]
@@ -73,13 +70,12 @@ def default_tau(metric: str) -> float:
 class DAC(Strategy):
     """DAC sampling with optional 2-hop expansion; merge weights by training-set size or similarity.
 
-    `similarity` names the metric the runtime scores with ("" = `default_similarity`); it only picks
+    `similarity` names the metric the runtime scores with ("" = `needs.similarity`); it only picks
     the default temperature: `tau <= 0` means `DEFAULT_TAU[similarity]`.
     """
 
     name = "dac"
-    needs_scores = True
-    default_similarity = "inverse-loss"
+    needs = Needs(scores=True, similarity="inverse-loss")
 
     def __init__(
         self,
@@ -94,7 +90,7 @@ class DAC(Strategy):
         super().__init__(neighbours)
         if aggregate not in AGGREGATIONS:
             raise ValueError(f"dac aggregate must be one of {', '.join(AGGREGATIONS)}, got {aggregate!r}")
-        self.similarity = similarity or self.default_similarity
+        self.similarity = similarity or self.needs.similarity
         self.tau = float(tau) if tau > 0 else default_tau(self.similarity)
         self.tau_growth, self.two_hop, self.aggregate = float(tau_growth), two_hop, aggregate
         self.explore_unknown = explore_unknown
@@ -115,20 +111,13 @@ class DAC(Strategy):
         logits = [tau * (self.prior(p) if p in known else unknown) for p in ids]
         return softmax_sample(ids, logits, self.neighbours, rng)
 
-    def observe(
-        self,
-        view: PeerView,
-        scores: Mapping[str, float],
-        advertised: Mapping[str, Mapping[str, float]] | None = None,
-    ) -> None:
+    def observe(self, view: PeerView, scores: Scores, advertised: Advertised | None = None) -> None:
         fresh = finite_scores(scores, view.me)
         self.measured.update(fresh)
         if self.two_hop and advertised:
             self.estimated.update(self.two_hop_estimates(fresh, advertised, view.me))
 
-    def two_hop_estimates(
-        self, fresh: Mapping[str, float], advertised: Mapping[str, Mapping[str, float]], me: str
-    ) -> dict[str, float]:
+    def two_hop_estimates(self, fresh: Scores, advertised: Advertised, me: str) -> dict[str, float]:
         """For each peer I never measured, its value in the table of the most similar fetched
         neighbour that lists it: that neighbour's view of the peer is the likeliest to be mine.
         (The thesis's client_information_exchange_DAC keeps the LEAST similar one, `if
@@ -141,9 +130,7 @@ class DAC(Strategy):
                     estimates[peer] = score
         return estimates
 
-    def weights(
-        self, view: PeerView, fetched: Sequence[str], scores: Mapping[str, float]
-    ) -> dict[str, float]:
+    def weights(self, view: PeerView, fetched: Sequence[str], scores: Scores) -> dict[str, float]:
         if self.aggregate == "samples":
             return sample_weights(view, fetched)
         # Similarity weights: negative/unknown similarity gets nothing; the peer itself counts as

@@ -11,7 +11,8 @@ import random
 from collections.abc import Mapping
 from typing import Any
 
-from swarm.strategies.base import PeerView, Strategy, others, register
+from swarm.strategies.base import Strategy, others, register
+from swarm.strategies.view import PeerView
 
 TOPOLOGIES = ("full", "ring", "regular")
 MAX_TRIES = 1000

@@ -29,7 +29,8 @@ import random
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
-from swarm.strategies.base import PeerView, Strategy, others, register, sample_weights
+from swarm.strategies.base import Needs, Strategy, finite_scores, others, register, sample_weights
+from swarm.strategies.view import Advertised, PeerView, Scores
 
 # Means this many pooled standard deviations apart make two components; see `high_component`.
 SEPARATION = 5.0
@@ -70,8 +71,7 @@ class PANM(Strategy):
     """PANM sampling (see the module docstring); merges only me and the memory / bag members."""
 
     name = "panm"
-    needs_scores = True
-    default_similarity = "panm"
+    needs = Needs(scores=True, similarity="panm")
 
     def __init__(
         self,
@@ -112,13 +112,8 @@ class PANM(Strategy):
             picked += rng.sample(outside, min(self.explore, len(outside)))
         return picked
 
-    def observe(
-        self,
-        view: PeerView,
-        scores: Mapping[str, float],
-        advertised: Mapping[str, Mapping[str, float]] | None = None,
-    ) -> None:
-        fresh = {p: float(s) for p, s in scores.items() if p != view.me and math.isfinite(float(s))}
+    def observe(self, view: PeerView, scores: Scores, advertised: Advertised | None = None) -> None:
+        fresh = finite_scores(scores, view.me)
         members = set(self.bag)
         self.seen.update(fresh)
         if self.in_stage1(view.round):
@@ -129,9 +124,7 @@ class PANM(Strategy):
             self.bag = sorted({*(members - set(fresh)), *high_component(fresh)})
         self.merging = sorted(p for p in fresh if p in members and p in self.bag)
 
-    def weights(
-        self, view: PeerView, fetched: Sequence[str], scores: Mapping[str, float]
-    ) -> dict[str, float]:
+    def weights(self, view: PeerView, fetched: Sequence[str], scores: Scores) -> dict[str, float]:
         merging = set(self.merging)
         weights = {p: 0.0 for p in fetched if p != view.me}
         weights.update(sample_weights(view, [p for p in fetched if p in merging]))

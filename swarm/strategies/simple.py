@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 from swarm.errors import SwarmError
-from swarm.strategies.base import PeerView, Strategy, others, register, sample_weights
+from swarm.strategies.base import Needs, Strategy, others, register, sample_weights
+from swarm.strategies.view import PeerView, Scores
 
 
 @register
@@ -15,9 +16,7 @@ class Local(Strategy):
 
     name = "local"
 
-    def weights(
-        self, view: PeerView, fetched: Sequence[str], scores: Mapping[str, float]
-    ) -> dict[str, float]:
+    def weights(self, view: PeerView, fetched: Sequence[str], scores: Scores) -> dict[str, float]:
         return {view.me: 1.0}
 
 
@@ -38,15 +37,13 @@ class FedAvg(Strategy):
     sample-weighted average. Simulator only; bytes count one upload + one download per client."""
 
     name = "fedavg"
-    central = True
-    simulator_only = True
+    needs = Needs(central=True, runtimes=("simulator",),
+                  why="a central-server baseline: a peer-to-peer node has no server")
 
     def choose(self, view: PeerView, rng: random.Random) -> list[str]:
         return sorted(c.peer_id for c in others(view))
 
-    def weights(
-        self, view: PeerView, fetched: Sequence[str], scores: Mapping[str, float]
-    ) -> dict[str, float]:
+    def weights(self, view: PeerView, fetched: Sequence[str], scores: Scores) -> dict[str, float]:
         return sample_weights(view, fetched)
 
 
@@ -59,7 +56,7 @@ class Oracle(Strategy):
     """Upper reference: `neighbours` uniform peers from the client's own true cluster. Simulator only."""
 
     name = "oracle"
-    simulator_only = True
+    needs = Needs(runtimes=("simulator",), why="it needs true cluster labels, which a node does not have")
 
     def choose(self, view: PeerView, rng: random.Random) -> list[str]:
         if view.my_cluster is None:
