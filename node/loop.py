@@ -59,8 +59,7 @@ class Node:
         self.pinner: Pinner | None = None
         # Training runs here so the loop can follow announcements meanwhile; only `train` touches it.
         self.train_pool = ThreadPoolExecutor(1, thread_name_prefix="train")
-        self.round = 0
-        self.merges = 0
+        self.round = self.merges = 0
         self.timer = Timer()
         self.serving = False  # a DP trainer whose budget is spent: keeps its snapshots available
 
@@ -69,9 +68,8 @@ class Node:
     def event(self, message: str, /, **fields: object) -> None:
         self.status.event(message)
         if self.echo_json:
-            record = {"t": round(time.time(), 3), "peer": short_id(self.status.peer_id), "event": message,
-                      **fields}
-            print(json.dumps(record), flush=True)
+            print(json.dumps({"t": round(time.time(), 3), "peer": short_id(self.status.peer_id),
+                              "event": message, **fields}), flush=True)
         self.publish_status()
 
     def publish_status(self) -> None:

@@ -12,7 +12,8 @@ from typing import Any
 _EXPORTS = {
     "cid_of": "storage.cid", "normalize_cid": "storage.cid",
     "DaemonError": "storage.daemon", "IpfsDaemon": "storage.daemon",
-    "BadContent": "storage.errors", "CidMismatch": "storage.errors", "ContentNotFound": "storage.errors", "ContentTooLarge": "storage.errors",
+    "BadContent": "storage.errors", "CidMismatch": "storage.errors", "ContentNotFound": "storage.errors",
+    "ContentTooLarge": "storage.errors",
     "FetchTimeout": "storage.errors", "InvalidCid": "storage.errors", "SnapshotError": "storage.errors",
     "StoreError": "storage.errors", "StoreUnavailable": "storage.errors",
     "IpfsStore": "storage.ipfs", "LocalStore": "storage.local",
