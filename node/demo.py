@@ -34,7 +34,7 @@ class DemoSettings:
     partition: str = "rotation"
     samples_per_client: int = 400
     strategy: str = "dac"
-    similarity: str = "inverse-loss"
+    similarity: str = ""  # the strategy's own metric
     neighbours: int = 3
     encoding: str = "fp32"
     local_epochs: int = 3
