@@ -1,1 +1,18 @@
-"""The peer process: libp2p gossip, announcements, peer table, node loop, roles, checkpoints, CLI."""
+"""The peer process and the `swarm-node` command line.
+
+- `loop`: `Node`, one peer's rounds: fold announcements, choose, train, judge, publish, merge, checkpoint.
+- `downloads`: the chosen neighbours' newest snapshots, fetched while training, checked, decoded.
+- `publisher`: encode, put, pin and announce this peer's snapshots; goodbye on leaving.
+- `pinner`: the pinner role, keeping other peers' newest snapshots available.
+- `ipfs_workers`: IPFS calls that wait, on worker threads, with direct dialling of announcers.
+- `ipfs_setup`: which IPFS daemon a node uses (the user's, a local Kubo, or its own private one).
+- `learner`: the trainer's learning side (shard, model, strategy, metric, best model), via methods.
+- `peer_table`: what this node knows of every other peer, folded from announcements.
+- `checkpoint`: resume after `kill -9`.
+- `config`: `join` settings (defaults < TOML < `SWARM_*` < flags).
+- `status`: the status record a node writes and its rich rendering.
+- `timing`: seconds per phase of a round.
+- `processes`: child processes read in the background (the demo's bootstrap and peers).
+- `demo`: a small swarm on this machine, compared with training alone.
+- `cli`, `commands/`: the `swarm-node` subcommands.
+"""

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import importlib.util
 import sys
 from collections.abc import Sequence
 from importlib.metadata import version
+from types import ModuleType
 
 COMMANDS: dict[str, str] = {
     "join": "take part in a swarm: train, publish, fetch, merge",
@@ -22,12 +22,8 @@ COMMANDS: dict[str, str] = {
 }
 
 
-def _module_name(command: str) -> str:
-    return f"node.commands.{command}"
-
-
-def _is_built(command: str) -> bool:
-    return importlib.util.find_spec(_module_name(command)) is not None
+def _module(command: str) -> ModuleType:
+    return importlib.import_module(f"node.commands.{command}")
 
 
 def build_parser(chosen: str | None = None) -> argparse.ArgumentParser:
@@ -41,8 +37,8 @@ def build_parser(chosen: str | None = None) -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, summary in COMMANDS.items():
         p = sub.add_parser(name, help=summary, description=summary)
-        if name == chosen and _is_built(name):
-            importlib.import_module(_module_name(name)).add_arguments(p)
+        if name == chosen:
+            _module(name).add_arguments(p)
     return parser
 
 
@@ -54,10 +50,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
-    if not _is_built(args.command):
-        print(f"swarm-node {args.command}: not built yet", file=sys.stderr)
-        return 2
-    return int(importlib.import_module(_module_name(args.command)).run(args) or 0)
+    return int(_module(args.command).run(args) or 0)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,17 @@
-"""Learning: models, data and partitions, local training, similarity, strategies, merge, simulator.
+"""The learning core that the simulator (`swarm.sim`) and the real node (`node/`) share.
 
-Depends on torch and numpy only; never on `node` or `storage` internals.
+- `data`: datasets as in-memory tensors (Fashion-MNIST from local IDX files, digits, CIFAR-10).
+- `partition`: deterministic non-IID client partitions with train / validation / test splits.
+- `models`: the architectures, a registry by name, device selection.
+- `training`: local training and evaluation of one model.
+- `privacy`: DP-SGD (Opacus) and its accounting.
+- `pruning`: sparse personalized models.
+- `similarity`: metrics between my weights and a peer's (a registry).
+- `strategies/`: whom to fetch and how to weigh them (DAC, PANM, gossip, ...), one contract.
+- `merge`: weighted mean or robust merges of state dicts.
+- `selection`: the merge guard and the best model on validation.
+- `errors`: `SwarmError`, the base of every error raised here.
+
+Depends on torch and numpy; reads datasets but writes no files; never imports `node`, `p2p` or
+`storage` (`swarm.sim` writes its reports with `storage.atomic`).
 """

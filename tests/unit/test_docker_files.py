@@ -11,6 +11,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -140,19 +141,14 @@ def test_docker_compose_config_accepts_the_file() -> None:
 
 
 def test_compose_uses_the_real_cli_flags() -> None:
-    """Parse the containers' commands with the real argument parsers, once those are built."""
+    """Parse the containers' commands with the real argument parsers."""
     from bootstrap import cli as bootstrap_cli
     from node import cli as node_cli
 
     services = load_compose()["services"]
     boot_cmd = services["bootstrap"]["command"]
-    boot_parser = bootstrap_cli.build_parser()
-    if not any("--listen" in a.option_strings for a in boot_parser._actions):
-        pytest.skip("swarm-bootstrap is not built yet")
-    boot_parser.parse_args(boot_cmd[boot_cmd.index("swarm-bootstrap") + 1:])
+    bootstrap_cli.build_parser().parse_args(boot_cmd[boot_cmd.index("swarm-bootstrap") + 1:])
     join_cmd = services["node-1"]["command"]
-    if importlib.util.find_spec("node.commands.join") is None:
-        pytest.skip("swarm-node join is not built yet")
     argv = [*join_cmd[join_cmd.index("swarm-node") + 1:], "--bootstrap", "/dns4/bootstrap/tcp/4001/p2p/x"]
     node_cli.build_parser("join").parse_args(argv)
 
@@ -197,6 +193,11 @@ def test_dockerfile_installs_the_locked_project_and_the_entrypoint() -> None:
             for src in arg.split()[:-1]:
                 assert (ROOT / src).exists(), f"COPY source {src} missing"
     assert any(op == "COPY" and "/usr/local/bin/swarm-entrypoint" in arg for op, arg in ins)
+    copied = {src for op, arg in ins if op == "COPY" and not arg.startswith("--from")
+              for src in arg.split()[:-1]}
+    packages = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]
+    missing = {pattern.rstrip("*") for pattern in packages["include"]} - copied
+    assert not missing, f"the image would install without the packages {sorted(missing)}"
 
 
 # ---------------------------------------------------------------- Kubo init script
