@@ -68,7 +68,7 @@ class UnknownStrategyError(SwarmError, ValueError):
     """Asked for a strategy name that is not registered."""
 
 
-class UnsupportedRuntimeError(ValueError):
+class UnsupportedRuntimeError(SwarmError, ValueError):
     """A strategy was asked of a runtime that cannot run it (e.g. a central baseline on a node)."""
 
 
