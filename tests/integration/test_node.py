@@ -92,6 +92,25 @@ def test_demo_peers_merge_and_beat_training_alone(tmp_path: Path) -> None:
     assert summary["final"]["verdict"].startswith(f"{sum(p['gain'] > 0 for p in peers)} of 3 peers gained")
 
 
+def test_peers_merge_each_others_models_of_the_same_round(tmp_path: Path) -> None:
+    """A round long enough for both peers to train lets each wait for the other's model of this round
+    instead of merging the one a round older (without the wait: the peer that started first merges
+    last round's model every round, a mean lag of about 0.5 over the two)."""
+    out = tmp_path / "out"
+    done = subprocess.run(
+        [str(BIN / "swarm-node"), "demo", "--headless", "--nodes", "2", "--rounds", "4",
+         "--dataset", "fashion-mnist", "--partition", "iid", "--samples-per-client", "100",
+         "--neighbours", "1", "--round-interval-s", "15", "--guard-tolerance", "10",
+         "--timeout-s", "400", "--workdir", str(tmp_path / "work"), "--out", str(out)],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    peers = json.loads((out / "summary.json").read_text())["peers"]
+    lags = [p["merge_lag"] for p in peers]
+    assert all(p["merges"] >= 3 for p in peers) and None not in lags, peers
+    assert max(lags) <= 0.5 and sum(lags) / len(lags) < 0.25, lags
+
+
 def test_pinner_keeps_a_snapshot_fetchable_after_its_publisher_left(tmp_path: Path,
                                                                      procs: list[Child]) -> None:
     boot = Bootstrap(SWARM, tmp_path / "boot")
