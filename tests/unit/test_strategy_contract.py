@@ -8,7 +8,6 @@ import argparse
 import dataclasses
 import inspect
 import time
-from concurrent.futures import Future
 from pathlib import Path
 
 import pytest
@@ -16,8 +15,9 @@ import torch
 
 from node.commands.join import HELP, add_arguments
 from node.config import ConfigError, NodeConfig, load_config
+from node.downloads import Exchange
 from node.learner import Learner, load_shard
-from node.loop import Exchange, Node
+from node.loop import Node
 from node.peer_table import PeerTable
 from p2p.announcement import Announcement
 from swarm.sim.config import SimConfig
@@ -121,6 +121,16 @@ def test_the_node_config_names_the_strategy_parameters_as_the_simulator_config_d
     assert taken & node <= set(HELP)  # each with its `swarm-node join --help` text
 
 
+class OneArrived:
+    """The download side of a round, with one neighbour's snapshot already fetched and checked."""
+
+    def __init__(self, ann: Announcement, state: dict) -> None:
+        self.arrived = {ann.publisher: (ann, state)}
+
+    def collect(self, exchange: Exchange) -> dict:
+        return dict(self.arrived)
+
+
 def finish_with_one_neighbour(tmp_path: Path, strategy: str, monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The node's merge step on one fetched neighbour; returns the peers it scored."""
     cfg = NodeConfig(dataset="digits", partition="iid", clients=2, samples_per_client=100,
@@ -128,26 +138,22 @@ def finish_with_one_neighbour(tmp_path: Path, strategy: str, monkeypatch: pytest
     node = Node(cfg)
     try:
         node.learner, node.table = Learner(cfg, load_shard(cfg), torch.device("cpu")), PeerTable("me", "s1")
-        theirs = learner(client=1).state()
         ann = Announcement(cid=CID, publisher="p1", round=1, schema="s1", samples=100, loss=1.0,
                            encoding="fp32", size=10, timestamp=time.time())
         node.table.fold(ann)
+        node.downloads = OneArrived(ann, learner(client=1).state())  # type: ignore[assignment]
         scored: list[str] = []
 
         def score(state: dict) -> float:
             scored.append("p1")
             return 1.0
 
-        monkeypatch.setattr(node, "check", lambda *_: theirs)
         monkeypatch.setattr(node.learner, "score", score)
-        download: Future = Future()
-        download.set_result((None, 0.0))
         view = PeerView("me", 1, 100, [Candidate("p1", 100, 1)])
-        node.finish_exchange(Exchange(view, ["p1"], {"p1": (ann, download)}))
+        node.finish_exchange(Exchange(view, ["p1"]))
         assert node.table.records["p1"].merged  # merged either way
         return scored
     finally:
-        node.ipfs_pool.shutdown()
         node.train_pool.shutdown()
 
 
