@@ -19,7 +19,6 @@ import math
 import os
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
@@ -33,8 +32,9 @@ from node.peer_table import SNAPSHOT_ROLES, PeerRecord, PeerTable
 from node.status import STATUS_FILE, NodeStatus, PeerRow, short_id
 from p2p.announcement import LEAVING, MAX_PRIORS, Announcement, AnnouncementError
 from p2p.gossip import GossipConfig, GossipError, GossipService
-from storage import IpfsDaemon, IpfsStore, Snapshot, StoreError, decode, encode, schema_fingerprint
+from storage import IpfsDaemon, IpfsStore, Snapshot, StoreError, decode, schema_fingerprint
 from storage.atomic import write_atomic
+from storage.delta import BaseCache, DeltaEncoder
 from swarm.models import pick_device
 from swarm.privacy import BudgetExhausted
 from swarm.strategies import Candidate, PeerView
@@ -43,8 +43,6 @@ from swarm.training import TrainStats
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 KEEP_OWN_SNAPSHOTS = 2
-KEYFRAME_EVERY = 5  # topk-delta: a full snapshot every few rounds, deltas against it in between
-BASE_CACHE = 16
 PINNER_KEEP_PER_PEER = 2
 # Fetches and pins are waits on IPFS, up to fetch_timeout_s when the holder is gone; one after
 # another, a few departed peers would hold up everyone else's snapshots.
@@ -115,8 +113,8 @@ class Node:
         self.table: PeerTable | None = None
         self.own_cids: list[str] = []
         self.last_announced: Announcement | None = None
-        self.keyframe: tuple[str, StateDict] | None = None
-        self.bases: OrderedDict[str, StateDict] = OrderedDict()
+        self.encoder = DeltaEncoder(cfg.encoding)
+        self.bases = BaseCache(self._fetch_base)
         self.ipfs_dialled: dict[str, float] = {}  # address -> when to dial it again (inf: connected)
         self.pinned: dict[str, list[str]] = {}
         # IPFS calls that are waits (fetches, pins) run here; `call` must touch no node state.
@@ -294,22 +292,16 @@ class Node:
         parents = [r.merged_cid for r in self.table.records.values() if r.merged and r.merged_cid][:16]
         meta = {"peer_id": self.gossip.peer_id, "round": self.round, "samples": self.learner.samples,
                 "train_loss": float(loss), "parents": parents, "dp_epsilon": self.learner.epsilon}
-        encoding, base = self.cfg.encoding, None
-        if encoding == "topk-delta":
-            if self.keyframe is None or self.round % KEYFRAME_EVERY == 1:
-                encoding = "fp32"
-            else:
-                meta["base_cid"], base = self.keyframe
         with self.timer("encode"):
-            data = encode(state, encoding=encoding, meta=meta, base=base)
+            outgoing = self.encoder.encode(state, meta, round=self.round)
+        data, encoding = outgoing.data, outgoing.encoding
         with self.timer("put"):
             cid = self.store.put(data)
             self.store.pin(cid)
-        if self.cfg.encoding == "topk-delta" and encoding == "fp32":
-            self.keyframe = (cid, state)
+        self.encoder.published(outgoing, cid)
         self.own_cids.append(cid)
         self.status.bytes_out += len(data)
-        keep = {self.keyframe[0]} if self.keyframe else set()
+        keep = self.encoder.pinned
         while len(self.own_cids) > KEEP_OWN_SNAPSHOTS:
             old = self.own_cids.pop(0)
             if old not in keep:
@@ -456,7 +448,7 @@ class Node:
                                  "not from its announcer")
             if snap.schema != self.table.schema:
                 raise StoreError("snapshot schema differs from the announced one")
-            state = snap.apply(self._base(snap.meta["base_cid"])) if snap.sparse else snap.state_dict
+            state = self.bases.state_of(snap)
         except StoreError as exc:
             self.table.fetch_failed(ann.publisher)
             self.event(f"fetch {ann.cid[-10:]} from {short_id(ann.publisher)} failed: {exc}")
@@ -465,16 +457,13 @@ class Node:
         self.table.fetch_succeeded(ann.publisher, (seconds + time.monotonic() - started) * 1000)
         return state
 
-    def _base(self, cid: str) -> StateDict:
+    def _fetch_base(self, cid: str) -> StateDict:
         assert self.store is not None
-        if cid not in self.bases:
-            with self.timer("fetch"):  # a keyframe not seen before: a download nothing hides
-                data = self.store.get(cid, max_size=self._cap(), timeout=self.cfg.fetch_timeout_s)
-                self.bases[cid] = decode(data, max_size=self._cap()).state_dict
-            self.status.bytes_in += len(data)
-            while len(self.bases) > BASE_CACHE:
-                self.bases.popitem(last=False)
-        return self.bases[cid]
+        with self.timer("fetch"):  # a keyframe not seen before: a download nothing hides
+            data = self.store.get(cid, max_size=self._cap(), timeout=self.cfg.fetch_timeout_s)
+            state = decode(data, max_size=self._cap()).state_dict
+        self.status.bytes_in += len(data)
+        return state
 
     def _ipfs_calls(self, call: Callable[[Announcement], T], anns: list[Announcement]
                     ) -> list[Future[tuple[T | StoreError, float]]]:
