@@ -36,7 +36,7 @@ $(JSIPFS): tools/ipfs/package.json tools/ipfs/package-lock.json $(STAMP_SYS)
 
 lint: $(STAMP_PY)
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy p2p
+	$(VENV)/bin/mypy p2p storage
 
 unit: setup
 	$(NETNS) $(VENV)/bin/pytest -m "not integration" $(PYTEST_ARGS)

@@ -8,7 +8,6 @@ announcer or of another model is one event line, the peer is backed off, and the
 from __future__ import annotations
 
 import time
-from collections import OrderedDict
 from concurrent.futures import Future, wait
 from dataclasses import dataclass, field
 
@@ -19,9 +18,8 @@ from node.status import Emit, NodeStatus, short_id
 from node.timing import Timer
 from p2p.announcement import Announcement
 from storage import BadContent, Snapshot, StoreError, decode
+from storage.delta import BaseCache
 from swarm.strategies import PeerView
-
-BASE_CACHE = 16
 
 
 @dataclass
@@ -52,7 +50,7 @@ class Downloads:
                  timer: Timer, emit: Emit) -> None:
         self.workers, self.table, self.max_size = workers, table, max_size
         self.status, self.timer, self.emit = status, timer, emit
-        self.bases: OrderedDict[str, StateDict] = OrderedDict()
+        self.bases = BaseCache(self._fetch_base)
 
     def start(self, view: PeerView, chosen: list[str]) -> Exchange:
         """Start downloading the newest snapshots of the neighbours chosen for this round."""
@@ -99,7 +97,7 @@ class Downloads:
                                  "not from its announcer")
             if snap.schema != self.table.schema:
                 raise BadContent("snapshot schema differs from the announced one")
-            state = snap.apply(self._base(snap.meta["base_cid"])) if snap.sparse else snap.state_dict
+            state = self.bases.state_of(snap)
         except StoreError as exc:
             self.table.fetch_failed(ann.publisher)
             self.emit(f"fetch {ann.cid[-10:]} from {short_id(ann.publisher)} failed: {exc}")
@@ -108,12 +106,10 @@ class Downloads:
         self.table.fetch_succeeded(ann.publisher, (seconds + time.monotonic() - started) * 1000)
         return state
 
-    def _base(self, cid: str) -> StateDict:
-        if cid not in self.bases:
-            with self.timer("fetch"):  # a keyframe not seen before: a download nothing hides
-                data = self.workers.store.get(cid, max_size=self.max_size, timeout=self.workers.timeout_s)
-                self.bases[cid] = decode(data, max_size=self.max_size).state_dict
-            self.status.bytes_in += len(data)
-            while len(self.bases) > BASE_CACHE:
-                self.bases.popitem(last=False)
-        return self.bases[cid]
+    def _fetch_base(self, cid: str) -> StateDict:
+        """A keyframe a delta names, not seen before: a download nothing hides."""
+        with self.timer("fetch"):
+            data = self.workers.store.get(cid, max_size=self.max_size, timeout=self.workers.timeout_s)
+            state = decode(data, max_size=self.max_size).state_dict
+        self.status.bytes_in += len(data)
+        return state

@@ -9,27 +9,27 @@ import time
 from dataclasses import replace
 
 from node.ipfs_workers import IpfsWorkers
-from node.learner import Learner, StateDict
+from node.learner import Learner
 from node.status import NodeStatus
 from node.timing import Timer
 from p2p.announcement import LEAVING, MAX_PRIORS, Announcement, AnnouncementError
 from p2p.gossip import GossipError, GossipService
-from storage import encode, schema_fingerprint
+from storage import schema_fingerprint
+from storage.delta import DeltaEncoder
 
 log = logging.getLogger(__name__)
 KEEP_OWN_SNAPSHOTS = 2
-KEYFRAME_EVERY = 5  # topk-delta: a full snapshot every few rounds, deltas against it in between
 
 
 class Publisher:
-    """This peer's own snapshots: what it published, which stay pinned, the current keyframe."""
+    """This peer's own snapshots: what it published and which stay pinned (the keyframe deltas name)."""
 
     def __init__(self, workers: IpfsWorkers, gossip: GossipService, *, encoding: str, role: str,
                  status: NodeStatus, timer: Timer) -> None:
-        self.workers, self.gossip, self.encoding, self.role = workers, gossip, encoding, role
+        self.workers, self.gossip, self.role = workers, gossip, role
         self.status, self.timer = status, timer
+        self.encoder = DeltaEncoder(encoding)
         self.own_cids: list[str] = []
-        self.keyframe: tuple[str, StateDict] | None = None
         self.last_announced: Announcement | None = None
 
     def publish(self, learner: Learner, round_: int, loss: float, parents: list[str], ipfs_addrs: list[str]
@@ -39,22 +39,16 @@ class Publisher:
         state = learner.state()
         meta = {"peer_id": self.gossip.peer_id, "round": round_, "samples": learner.samples,
                 "train_loss": float(loss), "parents": parents, "dp_epsilon": learner.epsilon}
-        encoding, base = self.encoding, None
-        if encoding == "topk-delta":
-            if self.keyframe is None or round_ % KEYFRAME_EVERY == 1:
-                encoding = "fp32"
-            else:
-                meta["base_cid"], base = self.keyframe
         with self.timer("encode"):
-            data = encode(state, encoding=encoding, meta=meta, base=base)
+            outgoing = self.encoder.encode(state, meta, round=round_)
+        data, encoding = outgoing.data, outgoing.encoding
         with self.timer("put"):
             cid = store.put(data)
             store.pin(cid)
-        if self.encoding == "topk-delta" and encoding == "fp32":
-            self.keyframe = (cid, state)
+        self.encoder.published(outgoing, cid)
         self.own_cids.append(cid)
         self.status.bytes_out += len(data)
-        keep = {self.keyframe[0]} if self.keyframe else set()
+        keep = self.encoder.pinned
         while len(self.own_cids) > KEEP_OWN_SNAPSHOTS:
             old = self.own_cids.pop(0)
             if old not in keep:

@@ -1,4 +1,5 @@
-"""Snapshots and where they live: the snapshot format, CIDs, local and IPFS stores, private daemons.
+"""Snapshots and where they live: the snapshot format and its tensor codecs, topk-delta keyframes and
+bases, CIDs, local and IPFS stores, private daemons.
 
 The public names are loaded on first use: `storage.atomic` and `storage.cid` stay cheap to import
 for the bootstrap and gossip processes, which must not pay for torch.

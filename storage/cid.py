@@ -45,7 +45,7 @@ class _Node:
     filesize: int  # file bytes under this node (UnixFS blocksizes)
 
 
-def _cid(codec: str, block: bytes) -> CID:
+def _cid(codec: str, block: bytes | memoryview) -> CID:
     return CID("base32", 1, codec, multihash.wrap(hashlib.sha256(block).digest(), "sha2-256"))
 
 

@@ -107,7 +107,9 @@ def _configured_ports(config: Path) -> tuple[int, int, int] | None:
         return None
     try:
         addrs = json.loads(config.read_text())["Addresses"]
-        return tuple(int(a.rsplit("/", 1)[-1]) for a in (addrs["API"], addrs["Swarm"][0], addrs["Gateway"]))
+        api, swarm, gateway = (int(a.rsplit("/", 1)[-1])
+                               for a in (addrs["API"], addrs["Swarm"][0], addrs["Gateway"]))
+        return api, swarm, gateway
     except (OSError, ValueError, KeyError, IndexError, TypeError) as exc:
         raise DaemonError(f"cannot read the ports from {config} ({exc}); delete that repo to start fresh") \
             from None
@@ -145,7 +147,8 @@ class IpfsDaemon:
         configured = _configured_ports(path / "repo" / "config")
         attempt = 1
         while True:
-            daemon = cls(path, *(configured or free_ports(3)), owns_repo=owns)
+            api, swarm, gateway = configured or free_ports(3)
+            daemon = cls(path, api, swarm, gateway, owns_repo=owns)
             try:
                 daemon._launch(timeout)
                 return daemon

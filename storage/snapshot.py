@@ -8,14 +8,7 @@ Everything received is untrusted: `decode` bounds the decompressed size before a
 msgpack lengths and nesting, checks every length against its shape and raises `SnapshotError` for
 anything malformed.
 
-Codecs per tensor (integer and bool tensors are always `raw`, hence exact under every encoding):
-  raw      little-endian bytes as they are
-  shuffle  byte planes: all least significant bytes first, ... (lossless; floats compress better)
-  fp16     values cast to float16, then byte planes (2)
-  int8     per-channel (dim 0) affine: x = lo[c] + q * scale[c], q uint8
-  topk     the k entries that moved most from the base: flat uint32 indices (delta-coded) + new values
-  sparse   a pruned tensor (>= half exact zeros), any encoding but topk-delta: mask bits + kept values
-           byte-shuffled, lossless so the pruning mask survives (storage/sparse.py)
+The tensor codecs and which encoding uses which are storage/codecs.py; this module frames them.
 """
 
 from __future__ import annotations
@@ -27,29 +20,27 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import msgpack
-import numpy as np
 import torch
 import zstandard
 
-from storage import sparse
+from storage.codecs import (
+    DEFAULT_TOPK,
+    DTYPE_NAMES,
+    DTYPES,
+    ENCODINGS,
+    ITEMSIZES,
+    Changes,
+    Encoding,
+    Record,
+    Source,
+    require_field,
+)
 from storage.defaults import DEFAULT_MAX_SIZE
 from storage.errors import SnapshotError
 
 MAGIC = "swarm-snapshot"
 VERSION = 1
-ENCODINGS = ("fp32", "fp16", "int8", "topk-delta")
-DEFAULT_TOPK = 0.01
 ZSTD_LEVEL = 1  # measured: level 1 beats 3 on both ratio and speed for shuffled float planes
-FP16_MAX = 65504.0
-
-DTYPES: dict[str, torch.dtype] = {
-    "float32": torch.float32, "float64": torch.float64, "float16": torch.float16,
-    "bfloat16": torch.bfloat16, "int8": torch.int8, "uint8": torch.uint8, "int16": torch.int16,
-    "int32": torch.int32, "int64": torch.int64, "bool": torch.bool,
-}
-_DTYPE_NAMES = {v: k for k, v in DTYPES.items()}
-_ITEMSIZES = {k: torch.empty((), dtype=v).element_size() for k, v in DTYPES.items()}
-_FLOATS = {"float32", "float64", "float16", "bfloat16"}
 
 # Meta fields with a fixed type; other keys are allowed with scalar values (forward compatibility).
 META_TYPES: dict[str, tuple[type, ...]] = {
@@ -59,15 +50,9 @@ META_TYPES: dict[str, tuple[type, ...]] = {
 }
 _SCALARS = (str, int, float, bool, type(None))
 
-_LOSSY_CODEC = {"fp32": "shuffle", "fp16": "fp16", "int8": "int8", "topk-delta": "topk"}
 _MAX_TENSORS = 100_000
-_SPARSE_MIN = 64  # below this a mask costs more than it saves
 _BLOCK_PER_PLANE = 4096  # smaller planes share zstd blocks (each block costs a header + table)
 _MAX_DIMS = 16
-# Up to this size numpy's introselect picks the top k 5x faster than torch.topk (per-call overhead);
-# on millions of entries with many ties at the k-th value (a big model's delta after a few steps) it
-# slows 10x, while torch.topk stays steady.
-_SELECT_WITH_NUMPY = 1 << 16
 _MAX_META_STR = 4096
 
 
@@ -80,7 +65,7 @@ class Snapshot:
     schema: str
     tensors: dict[str, torch.Tensor]
     # topk-delta only: name -> (flat int64 indices, new values at them, shape) of the sparse tensors
-    sparse: dict[str, tuple[torch.Tensor, torch.Tensor, tuple[int, ...]]] = field(default_factory=dict)
+    sparse: dict[str, Changes] = field(default_factory=dict)
 
     @property
     def state_dict(self) -> dict[str, torch.Tensor]:
@@ -115,43 +100,15 @@ def schema_fingerprint(state_dict: dict[str, torch.Tensor]) -> str:
         t = state_dict[name]
         if not isinstance(t, torch.Tensor):
             raise SnapshotError(f"state_dict[{name!r}] is a {type(t).__name__}, not a tensor")
-        if t.dtype not in _DTYPE_NAMES:
+        if t.dtype not in DTYPE_NAMES:
             raise SnapshotError(f"state_dict[{name!r}] has unsupported dtype {t.dtype}; "
                                 f"use one of {sorted(DTYPES)}")
-        lines.append(f"{name}\t{_DTYPE_NAMES[t.dtype]}\t{','.join(map(str, t.shape))}\n")
+        lines.append(f"{name}\t{DTYPE_NAMES[t.dtype]}\t{','.join(map(str, t.shape))}\n")
     return _schema_hash(lines)
 
 
 def _schema_hash(lines: list[str]) -> str:
     return hashlib.sha256("".join(lines).encode()).hexdigest()[:32]
-
-
-# ---------------------------------------------------------------- byte helpers
-
-def _as_bytes(t: torch.Tensor) -> np.ndarray:
-    """The tensor's little-endian bytes as a flat uint8 array (a view when possible)."""
-    return t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy()
-
-
-def _shuffled(raw: np.ndarray, itemsize: int) -> dict[str, Any]:
-    """Record fields for byte-plane data: the planes, and their count for the encoder's block layout."""
-    planes = np.ascontiguousarray(raw.reshape(-1, itemsize).T).reshape(-1) if itemsize > 1 else raw
-    return {"data": memoryview(planes), "_planes": itemsize}
-
-
-def _unshuffle(data: bytes, itemsize: int) -> np.ndarray:
-    planes = np.frombuffer(data, np.uint8)
-    if itemsize == 1:
-        return planes.copy()
-    out = np.empty((len(planes) // itemsize, itemsize), np.uint8)
-    out[:] = planes.reshape(itemsize, -1).T
-    return out.reshape(-1)
-
-
-def _tensor_from(raw: np.ndarray, dtype_name: str, shape: list[int]) -> torch.Tensor:
-    if dtype_name == "bool":
-        return torch.from_numpy(raw != 0).reshape(shape)
-    return torch.from_numpy(raw).view(DTYPES[dtype_name]).reshape(shape)
 
 
 def _finite(t: torch.Tensor) -> bool:
@@ -163,57 +120,11 @@ def _finite(t: torch.Tensor) -> bool:
 
 # ---------------------------------------------------------------- encode
 
-def _encode_tensor(name: str, t: torch.Tensor, encoding: str, base: torch.Tensor | None,
-                   topk: float, finite: bool) -> dict[str, Any]:
-    dtype_name = _DTYPE_NAMES[t.dtype]
-    rec: dict[str, Any] = {"name": name, "dtype": dtype_name, "shape": list(t.shape)}
-    if dtype_name not in _FLOATS:
-        rec.update(codec="raw", data=memoryview(_as_bytes(t)))
-    elif encoding != "topk-delta" and t.numel() >= _SPARSE_MIN and _mostly_zeros(t):
-        bits, kept = sparse.split(t)
-        rec.update(codec="sparse", mask=bits, **_shuffled(_as_bytes(kept), t.element_size()))
-    elif encoding == "fp16" and finite and (t.numel() == 0 or float(t.abs().max()) <= FP16_MAX):
-        rec.update(codec="fp16", **_shuffled(_as_bytes(t.to(torch.float16)), 2))
-    elif encoding == "int8" and finite and t.numel() > 0:
-        rec.update(_int8(t))
-    elif encoding == "topk-delta" and finite and base is not None and t.numel() > 0:
-        rec.update(_topk(t, base, topk))
-    else:
-        rec.update(codec="shuffle", **_shuffled(_as_bytes(t), t.element_size()))
-    return rec
-
-
-def _mostly_zeros(t: torch.Tensor) -> bool:
-    """At least half the entries are exact zeros (a pruned tensor)."""
-    return 2 * int(torch.count_nonzero(t)) <= t.numel()
-
-
-def _int8(t: torch.Tensor) -> dict[str, Any]:
-    # numpy rather than torch: a dozen small ops per tensor, and numpy's per-call overhead is lower.
-    x = t.detach().cpu().float().numpy()
-    rows = x.reshape(x.shape[0], -1) if x.ndim >= 2 else x.reshape(1, -1)
-    lo = rows.min(axis=1)
-    scale = (rows.max(axis=1) - lo) / np.float32(255.0)
-    safe = np.where(scale > 0, scale, np.float32(1.0))
-    q = np.rint((rows - lo[:, None]) / safe[:, None])
-    np.clip(q, 0, 255, out=q)
-    return {"codec": "int8", "data": memoryview(q.astype(np.uint8).reshape(-1)),
-            "lo": lo.tobytes(), "scale": scale.tobytes()}
-
-
-def _topk(t: torch.Tensor, base: torch.Tensor, frac: float) -> dict[str, Any]:
-    flat = t.detach().cpu().reshape(-1)
-    diff = (flat.double() - base.detach().cpu().reshape(-1).double()).abs().numpy()
-    k = min(flat.numel(), max(1, math.ceil(frac * flat.numel())))
-    if len(diff) <= _SELECT_WITH_NUMPY:
-        idx = np.argpartition(diff, len(diff) - k)[len(diff) - k:]
-    else:
-        idx = torch.topk(torch.from_numpy(diff), k, sorted=False).indices.numpy()
-    idx = np.sort(idx)
-    gaps = idx.astype("<u4")
-    gaps[1:] -= gaps[:-1].copy()  # sorted: gaps are >= 0
-    values = flat[torch.from_numpy(idx)].contiguous()
-    return {"codec": "topk", "index": gaps.tobytes(), **_shuffled(_as_bytes(values), values.element_size())}
+def _record(name: str, src: Source, encoding: Encoding) -> dict[str, Any]:
+    t = src.tensor
+    codec = encoding.codec_for(src)
+    return {"name": name, "dtype": DTYPE_NAMES[t.dtype], "shape": list(t.shape), "codec": codec.name,
+            **codec.encode(src)}
 
 
 def _check_meta(meta: dict[str, Any]) -> None:
@@ -243,10 +154,11 @@ def encode(state_dict: dict[str, torch.Tensor], *, encoding: str = "fp32", meta:
     """Encode `state_dict` as a snapshot; `topk-delta` needs `base` (same schema) and meta['base_cid']."""
     if encoding not in ENCODINGS:
         raise SnapshotError(f"unknown encoding {encoding!r}; use one of {', '.join(ENCODINGS)}")
+    spec = ENCODINGS[encoding]
     schema = schema_fingerprint(state_dict)
     meta = {"created_at": time.time(), "parents": [], **(meta or {})}
     _check_meta(meta)
-    if encoding == "topk-delta":
+    if spec.needs_base:
         if base is None or "base_cid" not in meta:
             raise SnapshotError("topk-delta needs base=<base state_dict> and meta['base_cid'] = its CID")
         if schema_fingerprint(base) != schema:
@@ -259,7 +171,7 @@ def encode(state_dict: dict[str, torch.Tensor], *, encoding: str = "fp32", meta:
         name = next(n for n, ok in finite.items() if not ok)
         raise SnapshotError(f"tensor {name!r} has NaN or inf values; the model diverged "
                             "(pass allow_nonfinite=True to publish it anyway)")
-    records = [_encode_tensor(name, t, encoding, None if base is None else base[name], topk, finite[name])
+    records = [_record(name, Source(t, finite[name], None if base is None else base[name], topk), spec)
                for name, t in state_dict.items()]
     head = {"format": MAGIC, "version": VERSION, "encoding": encoding, "schema": schema, "meta": meta}
     pieces = _pack_streamed(head, records)
@@ -317,7 +229,7 @@ def _pack_streamed(head: dict[str, Any], records: list[dict[str, Any]]) -> list[
 
 # ---------------------------------------------------------------- decode
 
-def _unpack(data: bytes, max_size: int) -> Any:
+def _unpack(data: bytes | memoryview, max_size: int) -> Any:
     try:
         return msgpack.unpackb(data, raw=False, strict_map_key=True, max_bin_len=max_size,
                                max_str_len=1 << 20, max_array_len=_MAX_TENSORS * 2, max_map_len=4096,
@@ -347,87 +259,29 @@ def _decompress(data: bytes, max_size: int) -> bytes:
     return out
 
 
-def _field(rec: dict[str, Any], key: str, kind: type | tuple[type, ...], where: str) -> Any:
-    value = rec.get(key)
-    if not isinstance(value, kind) or (isinstance(value, bool) and kind is int):
-        raise SnapshotError(f"malformed snapshot: {where} field {key!r} missing or of the wrong type")
-    return value
-
-
-def _decode_tensor(rec: Any, encoding: str, max_size: int) -> tuple[str, torch.Tensor | tuple]:
-    if not isinstance(rec, dict):
+def _decode_tensor(fields: Any, encoding: Encoding, max_size: int) -> tuple[Record, torch.Tensor | Changes]:
+    if not isinstance(fields, dict):
         raise SnapshotError("malformed snapshot: a tensor record is not a map")
-    name = _field(rec, "name", str, "tensor")
+    name = require_field(fields, "name", str, "tensor")
     where = f"tensor {name!r}"
-    dtype_name = _field(rec, "dtype", str, where)
-    if dtype_name not in DTYPES:
-        raise SnapshotError(f"{where} has unknown dtype {dtype_name!r}; this build reads {', '.join(DTYPES)}")
-    shape = _field(rec, "shape", list, where)
+    dtype = require_field(fields, "dtype", str, where)
+    if dtype not in DTYPES:
+        raise SnapshotError(f"{where} has unknown dtype {dtype!r}; this build reads {', '.join(DTYPES)}")
+    shape = require_field(fields, "shape", list, where)
     valid_dims = all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)
     if len(shape) > _MAX_DIMS or not valid_dims:
         raise SnapshotError(f"{where} has an invalid shape {shape!r}")
     numel = math.prod(shape)
-    itemsize = _ITEMSIZES[dtype_name]
-    if numel * itemsize > max_size:
+    if numel * ITEMSIZES[dtype] > max_size:
         raise SnapshotError(f"{where} claims {numel} elements, over the size cap")
-    codec = _field(rec, "codec", str, where)
-    data = _field(rec, "data", bytes, where)
-    allowed = {"raw"} if dtype_name not in _FLOATS else {"shuffle", _LOSSY_CODEC[encoding]}
-    if dtype_name in _FLOATS and encoding != "topk-delta":
-        allowed.add("sparse")
-    if codec not in allowed:
-        raise SnapshotError(f"{where}: codec {codec!r} is not valid for dtype {dtype_name} "
-                            f"in a {encoding} snapshot")
-
-    def expect(n: int, what: str = "payload") -> None:
-        if n != expected:
-            raise SnapshotError(f"{where}: {what} has {n} bytes but shape {shape} needs {expected}")
-
-    if codec in ("raw", "shuffle"):
-        expected = numel * itemsize
-        expect(len(data))
-        raw = np.frombuffer(data, np.uint8).copy() if codec == "raw" else _unshuffle(data, itemsize)
-        return name, _tensor_from(raw, dtype_name, shape)
-    if codec == "sparse":
-        bits = _field(rec, "mask", bytes, where)
-        kept = sparse.kept_count(bits, numel, where)
-        expected = kept * itemsize
-        expect(len(data), "sparse values")
-        return name, sparse.join(bits, _tensor_from(_unshuffle(data, itemsize), dtype_name, [kept]), shape)
-    if codec == "fp16":
-        expected = numel * 2
-        expect(len(data))
-        return name, _tensor_from(_unshuffle(data, 2), "float16", shape).to(DTYPES[dtype_name])
-    if codec == "int8":
-        return name, _decode_int8(rec, data, dtype_name, shape, numel, where)
-    return name, _decode_topk(rec, data, dtype_name, shape, numel, itemsize, where)
-
-
-def _decode_int8(rec: dict, data: bytes, dtype_name: str, shape: list[int], numel: int,
-                 where: str) -> torch.Tensor:
-    channels = (shape[0] if len(shape) >= 2 else 1) if numel else 0
-    lo_b, scale_b = _field(rec, "lo", bytes, where), _field(rec, "scale", bytes, where)
-    if numel == 0 or len(data) != numel or len(lo_b) != 4 * channels or len(scale_b) != 4 * channels:
-        raise SnapshotError(f"{where}: int8 payload sizes do not match shape {shape}")
-    lo, scale = np.frombuffer(lo_b, np.float32), np.frombuffer(scale_b, np.float32)
-    if not (np.isfinite(lo).all() and np.isfinite(scale).all() and (scale >= 0).all()):
-        raise SnapshotError(f"{where}: int8 parameters are not finite non-negative numbers")
-    lo, scale = torch.from_numpy(lo.copy()), torch.from_numpy(scale.copy())
-    q = torch.from_numpy(np.frombuffer(data, np.uint8).copy()).reshape(channels, -1).float()
-    return (q * scale[:, None] + lo[:, None]).reshape(shape).to(DTYPES[dtype_name])
-
-
-def _decode_topk(rec: dict, data: bytes, dtype_name: str, shape: list[int], numel: int, itemsize: int,
-                 where: str) -> tuple:
-    gaps_b = _field(rec, "index", bytes, where)
-    k = len(gaps_b) // 4
-    if len(gaps_b) % 4 or k > numel or len(data) != k * itemsize:
-        raise SnapshotError(f"{where}: topk index/value sizes do not match shape {shape}")
-    idx = torch.from_numpy(np.frombuffer(gaps_b, np.uint32).astype(np.int64)).cumsum(0)
-    if k and (idx[-1] >= numel or (k > 1 and bool((idx[1:] <= idx[:-1]).any()))):
-        raise SnapshotError(f"{where}: topk indices are out of range or not strictly increasing")
-    values = _tensor_from(_unshuffle(data, itemsize), dtype_name, [k])
-    return idx, values, tuple(shape)
+    codec_name = require_field(fields, "codec", str, where)
+    data = require_field(fields, "data", bytes, where)
+    codec = encoding.allowed(codec_name, dtype)
+    if codec is None:
+        raise SnapshotError(f"{where}: codec {codec_name!r} is not valid for dtype {dtype} "
+                            f"in a {encoding.name} snapshot")
+    rec = Record(fields, name, dtype, shape, numel, data)
+    return rec, codec.decode(rec)
 
 
 def decode(data: bytes | bytearray | memoryview, *, max_size: int = DEFAULT_MAX_SIZE,
@@ -448,36 +302,37 @@ def decode(data: bytes | bytearray | memoryview, *, max_size: int = DEFAULT_MAX_
     if version != VERSION or isinstance(version, bool):
         raise SnapshotError(f"snapshot format version {version!r} is not supported "
                             f"(this build reads {VERSION}); upgrade swarm-node if it is newer")
-    encoding = _field(doc, "encoding", str, "body")
+    encoding = require_field(doc, "encoding", str, "body")
     if encoding not in ENCODINGS:
         raise SnapshotError(f"snapshot uses unknown encoding {encoding!r}; "
                             f"this build reads {', '.join(ENCODINGS)}")
-    schema = _field(doc, "schema", str, "body")
-    meta = _field(doc, "meta", dict, "body")
+    spec = ENCODINGS[encoding]
+    schema = require_field(doc, "schema", str, "body")
+    meta = require_field(doc, "meta", dict, "body")
     _check_meta(meta)
-    if encoding == "topk-delta" and "base_cid" not in meta:
-        raise SnapshotError("malformed snapshot: topk-delta without meta['base_cid']")
-    records = _field(doc, "tensors", list, "body")
+    if spec.needs_base and "base_cid" not in meta:
+        raise SnapshotError(f"malformed snapshot: {encoding} without meta['base_cid']")
+    records = require_field(doc, "tensors", list, "body")
 
     tensors: dict[str, torch.Tensor] = {}
-    sparse: dict[str, tuple] = {}
+    changes: dict[str, Changes] = {}
     lines = []
-    for rec in records:
-        name, value = _decode_tensor(rec, encoding, max_size)
-        if name in tensors or name in sparse:
-            raise SnapshotError(f"malformed snapshot: tensor {name!r} appears twice")
+    for fields in records:
+        rec, value = _decode_tensor(fields, spec, max_size)
+        if rec.name in tensors or rec.name in changes:
+            raise SnapshotError(f"malformed snapshot: tensor {rec.name!r} appears twice")
         values = value[1] if isinstance(value, tuple) else value
         if not allow_nonfinite and not _finite(values):
-            raise SnapshotError(f"tensor {name!r} has NaN or inf values; dropped "
+            raise SnapshotError(f"tensor {rec.name!r} has NaN or inf values; dropped "
                                 "(pass allow_nonfinite=True to accept it)")
         if isinstance(value, tuple):
-            sparse[name] = value
+            changes[rec.name] = value
         else:
-            tensors[name] = value
-        lines.append((name, f"{name}\t{rec['dtype']}\t{','.join(map(str, rec['shape']))}\n"))
+            tensors[rec.name] = value
+        lines.append((rec.name, f"{rec.name}\t{rec.dtype}\t{','.join(map(str, rec.shape))}\n"))
     if _schema_hash([line for _, line in sorted(lines)]) != schema:
         raise SnapshotError("malformed snapshot: the schema fingerprint does not match its tensors")
-    snap = Snapshot(encoding, meta, schema, tensors, sparse)
-    if sparse and base is not None:
+    snap = Snapshot(encoding, meta, schema, tensors, changes)
+    if changes and base is not None:
         return Snapshot(encoding, meta, schema, snap.apply(base))
     return snap

@@ -1,6 +1,6 @@
-"""The `sparse` tensor codec: a pruned tensor as its mask (one bit per entry, `np.packbits` order)
-plus the kept values. Lossless: an entry is kept iff its bits are non-zero, so -0.0 survives too.
-`storage.snapshot` frames the two parts (bits as-is, values byte-shuffled) and zstd-compresses them.
+"""The two parts of a `sparse` tensor record: a pruned tensor's mask (one bit per entry, `np.packbits`
+order) and its kept values. Lossless: an entry is kept iff its bits are non-zero, so -0.0 survives too.
+The `Sparse` codec in storage/codecs.py frames them (bits as-is, values byte-shuffled).
 """
 
 from __future__ import annotations

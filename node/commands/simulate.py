@@ -39,22 +39,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def snapshot_transmit(encoding: str) -> Any:
-    """storage's real codec as the simulator's transmit: bytes counted and lossy effects applied."""
+    """storage's real codec as the simulator's transmit: bytes counted and lossy effects applied.
+    `base` is the peer's previous snapshot as its readers received it, which the simulator keeps: a
+    topk-delta goes against it, and a peer's first snapshot goes out in full."""
     from storage import snapshot
+    from storage.delta import Base, encode_against
 
     def transmit(state: dict, base: dict | None) -> tuple[dict, int]:
-        # A delta needs a base the receiver holds: a peer's first snapshot goes out in full (fp32).
-        delta = encoding == "topk-delta" and base is not None
-        data = snapshot.encode(
-            state,
-            encoding=encoding if delta or encoding != "topk-delta" else "fp32",
-            meta={"base_cid": "simulated-previous-snapshot"} if delta else None,
-            base=base if delta else None,
-            allow_nonfinite=True,
-        )
+        held = None if base is None else Base("simulated-previous-snapshot", base)
+        sent = encode_against(state, held, encoding=encoding, allow_nonfinite=True)
         cap = 2 * sum(4 * v.numel() for v in state.values()) + (1 << 20)
-        snap = snapshot.decode(data, max_size=cap, base=base if delta else None, allow_nonfinite=True)
-        return snap.state_dict, len(data)
+        received = snapshot.decode(sent.data, max_size=cap, base=base, allow_nonfinite=True)
+        return received.state_dict, len(sent.data)
 
     return transmit
 

@@ -1,0 +1,106 @@
+"""topk-delta at both ends: which snapshot a publisher sends in full, and the bases a reader keeps.
+
+A topk-delta snapshot carries only the entries that moved most since its base, a full snapshot the
+reader must hold (or fetch) to rebuild the weights. The node's publisher sends a full fp32 snapshot,
+a keyframe, every KEYFRAME_EVERY rounds and deltas against it in between: deltas never chain, so a
+reader that missed some loses nothing, and only the keyframe must stay pinned while deltas name it.
+The simulator's peers send deltas against their previous snapshot, which it keeps itself
+(`encode_against`). Readers keep the few bases they decoded lately, as every delta between two
+keyframes names the same one (`BaseCache`).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from storage.snapshot import Snapshot, encode
+
+StateDict = dict[str, torch.Tensor]
+DELTA = "topk-delta"
+KEYFRAME_ENCODING = "fp32"  # lossless: the reader's base is bit for bit the publisher's
+KEYFRAME_EVERY = 5
+BASE_CACHE = 16  # bases a reader keeps: one per publisher whose deltas it merges is enough
+
+
+@dataclass(frozen=True)
+class Base:
+    """A full snapshot readers hold: its CID and the state dict it decodes to."""
+
+    cid: str
+    state: StateDict
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """An encoded snapshot to publish, in the encoding it actually got (a keyframe's is fp32)."""
+
+    data: bytes
+    encoding: str
+    keyframe: StateDict | None = None  # a keyframe's state: the base of the deltas that follow it
+
+
+def encode_against(state: StateDict, base: Base | None, *, encoding: str, meta: dict[str, Any] | None = None,
+                   allow_nonfinite: bool = False) -> Outgoing:
+    """`state` in `encoding`. topk-delta goes out as the changes since `base`, or in full (a keyframe)
+    when there is none; other encodings ignore `base`."""
+    if encoding != DELTA:
+        data = encode(state, encoding=encoding, meta=meta, allow_nonfinite=allow_nonfinite)
+        return Outgoing(data, encoding)
+    if base is None:
+        data = encode(state, encoding=KEYFRAME_ENCODING, meta=meta, allow_nonfinite=allow_nonfinite)
+        return Outgoing(data, KEYFRAME_ENCODING, keyframe=state)
+    data = encode(state, encoding=DELTA, meta={**(meta or {}), "base_cid": base.cid}, base=base.state,
+                  allow_nonfinite=allow_nonfinite)
+    return Outgoing(data, DELTA)
+
+
+class DeltaEncoder:
+    """A publisher's snapshots round by round: under topk-delta a keyframe in round 1, every
+    KEYFRAME_EVERY rounds after it and in the first round after a restart, deltas against it between."""
+
+    def __init__(self, encoding: str) -> None:
+        self.encoding = encoding
+        self.keyframe: Base | None = None
+
+    def encode(self, state: StateDict, meta: dict[str, Any], *, round: int) -> Outgoing:
+        due = self.keyframe is None or (round - 1) % KEYFRAME_EVERY == 0
+        return encode_against(state, None if due else self.keyframe, encoding=self.encoding, meta=meta)
+
+    def published(self, outgoing: Outgoing, cid: str) -> None:
+        """`outgoing` is stored under `cid`: a keyframe becomes the base of the deltas that follow."""
+        if outgoing.keyframe is not None:
+            self.keyframe = Base(cid, outgoing.keyframe)
+
+    @property
+    def pinned(self) -> set[str]:
+        """CIDs to keep pinned however old they are: the keyframe the coming deltas name."""
+        return {self.keyframe.cid} if self.keyframe is not None else set()
+
+
+class BaseCache:
+    """A reader's bases: the state dicts of the keyframes deltas named lately (the BASE_CACHE most
+    recently used), each fetched with `fetch(cid)` the first time a delta names it."""
+
+    def __init__(self, fetch: Callable[[str], StateDict]) -> None:
+        self.fetch = fetch
+        self.bases: OrderedDict[str, StateDict] = OrderedDict()
+
+    def state_of(self, snapshot: Snapshot) -> StateDict:
+        """The full weights of `snapshot`: a delta's changes written into its base, else as decoded."""
+        if not snapshot.sparse:
+            return snapshot.state_dict
+        return snapshot.apply(self.base(snapshot.meta["base_cid"]))
+
+    def base(self, cid: str) -> StateDict:
+        if cid in self.bases:
+            self.bases.move_to_end(cid)
+            return self.bases[cid]
+        state = self.bases[cid] = self.fetch(cid)
+        while len(self.bases) > BASE_CACHE:
+            self.bases.popitem(last=False)
+        return state
