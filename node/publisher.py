@@ -45,14 +45,18 @@ class Publisher:
         with self.timer("put"):
             cid = store.put(data)
             store.pin(cid)
-        self.encoder.published(outgoing, cid)
+        replaced = self.encoder.published(outgoing, cid)
         self.own_cids.append(cid)
         self.status.bytes_out += len(data)
-        keep = self.encoder.pinned
+        # My last few snapshots stay pinned, and the keyframe my deltas name however old it is; a
+        # replaced keyframe that already left the last few is unpinned now, or it would stay forever.
+        unpin = [replaced] if replaced is not None and replaced not in self.own_cids else []
         while len(self.own_cids) > KEEP_OWN_SNAPSHOTS:
             old = self.own_cids.pop(0)
-            if old not in keep:
-                self.workers.quietly(f"unpin {old[-10:]}", store.unpin, old)
+            if old not in self.encoder.pinned:
+                unpin.append(old)
+        for old in unpin:
+            self.workers.quietly(f"unpin {old[-10:]}", store.unpin, old)
         ann = Announcement(cid=cid, publisher=self.gossip.peer_id, round=round_,
                            schema=schema_fingerprint(state), samples=learner.samples, loss=float(loss),
                            encoding=encoding, size=len(data), timestamp=time.time(), parents=tuple(parents),

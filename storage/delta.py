@@ -71,10 +71,15 @@ class DeltaEncoder:
         due = self.keyframe is None or (round - 1) % KEYFRAME_EVERY == 0
         return encode_against(state, None if due else self.keyframe, encoding=self.encoding, meta=meta)
 
-    def published(self, outgoing: Outgoing, cid: str) -> None:
-        """`outgoing` is stored under `cid`: a keyframe becomes the base of the deltas that follow."""
-        if outgoing.keyframe is not None:
-            self.keyframe = Base(cid, outgoing.keyframe)
+    def published(self, outgoing: Outgoing, cid: str) -> str | None:
+        """`outgoing` is stored under `cid`: a keyframe becomes the base of the deltas that follow.
+        Returns the CID of the keyframe it replaced, which no delta names any more (the publisher
+        may unpin it)."""
+        if outgoing.keyframe is None:
+            return None
+        replaced = self.keyframe.cid if self.keyframe is not None and self.keyframe.cid != cid else None
+        self.keyframe = Base(cid, outgoing.keyframe)
+        return replaced
 
     @property
     def pinned(self) -> set[str]:

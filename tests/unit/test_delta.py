@@ -82,6 +82,17 @@ def test_only_the_current_keyframe_must_stay_pinned() -> None:
     assert encoder.pinned == {newer}
 
 
+def test_a_replaced_keyframe_is_named_so_its_publisher_can_unpin_it() -> None:
+    store, encoder = Store(), DeltaEncoder("topk-delta")
+    first = encoder.encode(model(1), {}, round=1)
+    assert encoder.published(first, store.put(first.data)) is None  # nothing replaced
+    delta = encoder.encode(model(2), {}, round=2)
+    assert encoder.published(delta, store.put(delta.data)) is None  # a delta replaces no keyframe
+    old = next(iter(encoder.pinned))
+    keyframe = encoder.encode(model(3), {}, round=1 + KEYFRAME_EVERY)
+    assert encoder.published(keyframe, store.put(keyframe.data)) == old
+
+
 @pytest.mark.parametrize("encoding", ["fp32", "fp16", "int8"])
 def test_other_encodings_send_every_snapshot_whole(encoding: str) -> None:
     store, encoder = Store(), DeltaEncoder(encoding)
