@@ -1,5 +1,15 @@
-"""Snapshots and where they live: the snapshot format and its tensor codecs, topk-delta keyframes and
-bases, CIDs, local and IPFS stores, private daemons.
+"""Snapshots and where they live.
+
+- `snapshot`: the snapshot container (header, msgpack, zstd, checksum, meta, schema, size caps).
+- `codecs`: one class per tensor codec (raw, shuffle, fp16, int8, top-k, sparse) and the encodings
+  built from them; `sparse`: the mask and values of a pruned tensor record.
+- `delta`: topk-delta at both ends (the publisher's keyframes, the reader's cache of bases).
+- `cid`: content ids, computed locally exactly as IPFS computes them.
+- `local`, `ipfs`: snapshot stores on disk and in IPFS (the Kubo RPC API).
+- `daemon`: private loopback IPFS daemons (js-ipfs or Kubo).
+- `atomic`: `write_atomic`, the one way files are written; `defaults`: the IPFS API and size caps.
+- `errors`: `StoreError` and its two families, bad content (the peer's fault) and an unavailable
+  store (retry or redial).
 
 The public names are loaded on first use: `storage.atomic` and `storage.cid` stay cheap to import
 for the bootstrap and gossip processes, which must not pay for torch.
