@@ -1,4 +1,4 @@
-"""A bare gossip peer for tests, benchmarks and debugging: `python -m support.gossip_peer --swarm ID ...`.
+"""A bare gossip peer for tests, benchmarks, debugging: `python tests/support/gossip_peer.py --swarm ID ...`.
 
 Prints JSON lines on stdout: {"event": "ready", ...} once listening, {"event": "recv", ...} per received
 announcement. Reads JSON commands on stdin, one a line: {"cmd": "publish", "round": N} (optional "cid",
