@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from swarm.sim.config import load_config
-from swarm.sim.report import write_outputs
+from swarm.sim.report import variant_of, write_outputs
 from swarm.sim.simulator import simulate
 
 
@@ -56,7 +56,7 @@ def table(out: Path) -> str:
     groups: dict[str, list[dict]] = {}
     for path in sorted(out.glob("*/summary.json")):
         summary = json.loads(path.read_text())
-        groups.setdefault(path.parent.name.rsplit("-s", 1)[0], []).append(summary)
+        groups.setdefault(variant_of(path.parent), []).append(summary)
 
     def ms(values: list[float]) -> str:
         if len(values) == 1:

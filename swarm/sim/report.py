@@ -121,23 +121,34 @@ def plot_run(result: SimResult, out: Path) -> list[Path]:
     return [out / "accuracy.png", out / "clients.png"]
 
 
+def variant_of(run_dir: Path) -> str:
+    """A run's variant: its directory's name without the seed (`dac-inverse-loss-s1` -> `dac-inverse-loss`),
+    as `swarm.sim.grid` and the experiment scripts name runs."""
+    return Path(run_dir).name.rsplit("-s", 1)[0]
+
+
+def mean_curves(run_dirs: Sequence[Path]) -> tuple[dict[str, list[float]], str]:
+    """Mean client accuracy per round of each variant, averaged over its seeds (as long as the shortest
+    of them), and which split it is: test accuracy where every run tested every round, else
+    validation accuracy."""
+    summaries = {Path(d): json.loads((Path(d) / "summary.json").read_text()) for d in run_dirs}
+    every_round = all(len(tested(s["rounds"])) == len(s["rounds"]) for s in summaries.values())
+    key = "mean_acc" if every_round else "val_acc"
+    runs: dict[str, list[list[float]]] = {}
+    for run_dir, s in summaries.items():
+        runs.setdefault(variant_of(run_dir), []).append([r[key] for r in s["rounds"]])
+    curves = {label: [statistics.fmean(r[t] for r in rs) for t in range(min(len(r) for r in rs))]
+              for label, rs in sorted(runs.items())}
+    return curves, "test" if every_round else "validation"
+
+
 def compare(out_png: Path, run_dirs: Sequence[Path]) -> None:
-    """Mean client accuracy per round, one line per run (averaged over runs with the same label):
-    test accuracy where the runs tested every round, else validation accuracy."""
+    """One line per variant: `mean_curves` drawn into `out_png`."""
     plt = pyplot()
-    curves: dict[str, list[list[float]]] = {}
-    summaries = [json.loads((Path(d) / "summary.json").read_text()) for d in run_dirs]
-    key = "mean_acc" if all(len(tested(s["rounds"])) == len(s["rounds"]) for s in summaries) else "val_acc"
-    for s in summaries:
-        label = s["config"]["strategy"]
-        if s["config"]["strategy"] == "dac":
-            label += f" {s['config']['similarity']}"
-        curves.setdefault(label, []).append([r[key] for r in s["rounds"]])
+    curves, split = mean_curves(run_dirs)
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for label, runs in sorted(curves.items()):
-        length = min(len(r) for r in runs)
-        ax.plot(range(length), [statistics.fmean(r[t] for r in runs) for t in range(length)], label=label)
-    split = "test" if key == "mean_acc" else "validation"
+    for label, curve in curves.items():
+        ax.plot(range(len(curve)), curve, label=label)
     ax.set(xlabel="round", ylabel=f"mean client {split} accuracy")
     ax.legend(fontsize=8)
     fig.tight_layout()
