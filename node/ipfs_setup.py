@@ -1,8 +1,9 @@
 """Which IPFS daemon a node uses: the one the user named, a local Kubo that answers, or its own.
 
 `--ipfs-api private` (what the demo uses) always starts a private loopback daemon in the data dir.
-A private daemon left running by a killed node (it runs in its own session) is stopped first, so
-the repo, its identity and its pins carry over to the new life.
+On Linux the daemon dies with its node (`storage.daemon.die_with_parent`). Elsewhere, a private
+daemon left running by a killed node (it runs in its own session) is stopped when the node restarts,
+so the repo, its identity and its pins carry over to the new life (on Linux too, as a second guard).
 """
 
 from __future__ import annotations
@@ -46,6 +47,12 @@ def stop_leftover_daemon(data_dir: Path) -> None:
 
 
 def start_private(data_dir: Path) -> IpfsDaemon:
+    """Start the private daemon of `data_dir`, stopping one a killed node left there first.
+
+    On Linux the daemon gets SIGTERM when the calling *thread* exits. `Node.start` calls this (via
+    `open_ipfs`) on the thread that runs `Node.run`: the main thread of a headless `join`, the "node"
+    thread under the TUI; both live until the node has stopped its daemon, so that is the right thread.
+    """
     repo = Path(data_dir) / "ipfs"
     repo.mkdir(parents=True, exist_ok=True)
     stop_leftover_daemon(data_dir)

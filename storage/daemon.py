@@ -8,6 +8,7 @@ The repo survives `stop()`, so a daemon can be restarted on it (same peer id, sa
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import logging
 import os
@@ -15,10 +16,12 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -58,6 +61,38 @@ def free_ports(n: int) -> list[int]:
         for sock in socks:
             sock.bind(("127.0.0.1", 0))
         return [sock.getsockname()[1] for sock in socks]
+
+
+_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+
+
+def die_with_parent(sig: int = signal.SIGTERM) -> Callable[[], None] | None:
+    """A `preexec_fn` making the child get `sig` when the thread that started it exits (Linux only).
+
+    A private daemon must never outlive its node: a SIGKILLed node cannot stop it, and an orphaned
+    daemon is a service nobody runs (its swarm port may listen beyond loopback). PR_SET_PDEATHSIG
+    survives exec, so the daemon itself gets the signal. SIGTERM, not SIGKILL: js-ipfs then shuts down
+    cleanly and removes its repo.lock, which would otherwise block a restart on the repo for ~10 s.
+    Caveat: the kernel sends it when the *thread* that forked exits, not the process, so start a
+    daemon only from a thread that lives as long as its node (the node's main/run thread does).
+    Returns None elsewhere; there the restarted node stops the leftover daemon of its data dir
+    (`node.ipfs_setup.stop_leftover_daemon`).
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        # Looked up here, in the parent: the child between fork and exec should do as little as possible.
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    parent = os.getpid()
+
+    def set_pdeathsig() -> None:
+        prctl(_PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before prctl took effect: no signal will come
+            os._exit(1)
+
+    return set_pdeathsig
 
 
 def _daemon_command() -> tuple[str, list[str]]:
@@ -139,7 +174,9 @@ class IpfsDaemon:
     def start(cls, repo: Path | str | None = None, *, timeout: float = READY_TIMEOUT_S) -> IpfsDaemon:
         """Start a daemon on `repo` (initialised on first use; a temp dir deleted on close if None).
 
-        A repo that exists keeps its identity and the ports in its config.
+        A repo that exists keeps its identity and the ports in its config. On Linux the daemon gets
+        SIGTERM when the calling thread exits (`die_with_parent`): call this from a thread that
+        lives as long as the daemon should.
         """
         owns = repo is None
         path = Path(tempfile.mkdtemp(prefix="swarm-ipfs-")) if repo is None else Path(repo)
@@ -194,8 +231,13 @@ class IpfsDaemon:
         logfile = open(self.repo / "daemon.log", "ab")  # noqa: SIM115 - the child keeps writing to it
         self.log_start = logfile.tell()
         try:
+            # The process Popen starts is the daemon itself (js-ipfs's `jsipfs` is a node.js script run
+            # by `node`, which holds the ports and renames itself `ipfs`; Kubo is one binary), so
+            # the parent-death signal reaches the process that listens. Its own session keeps a
+            # terminal's Ctrl-C away from it (the node stops it in order).
             self.proc = subprocess.Popen(argv, env=env, stdout=logfile, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL, start_new_session=True)
+                                         stdin=subprocess.DEVNULL, start_new_session=True,
+                                         preexec_fn=die_with_parent())
         finally:
             logfile.close()
         self._wait_ready(timeout)

@@ -16,6 +16,7 @@ import pytest
 
 from node.config import NodeConfig
 from node.demo import join_argv
+from node.ipfs_setup import private_daemon_pid, start_private
 from node.processes import Bootstrap, Child, kill_all
 from node.status import read_status, read_status_or_none
 from storage import IpfsDaemon, IpfsStore, decode
@@ -47,6 +48,8 @@ def procs(tmp_path: Path) -> Iterator[list[Child]]:
     children: list[Child] = []
     yield children
     kill_all(children)
+    # This pkill never matches a js-ipfs daemon (it renames itself `ipfs`): the daemons go with their
+    # nodes (storage.daemon.die_with_parent), and conftest fails the run on any that does not.
     subprocess.run(["pkill", "-TERM", "-f", str(tmp_path)], check=False)
     time.sleep(0.5)
     subprocess.run(["pkill", "-KILL", "-f", str(tmp_path)], check=False)
@@ -202,3 +205,45 @@ def test_a_peer_that_leaves_says_so_and_is_not_fetched_from_again(tmp_path: Path
     end_of_that_round = next(i for i in range(left, len(events)) if "round_timings" in events[i])
     later = events[end_of_that_round + 1:]
     assert not [r for r in later if r["event"].startswith("fetch") or "merged" in r], later
+
+
+def _alive(pid: int) -> bool:
+    """Whether `pid` runs (a zombie awaiting its reaper has stopped running)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the daemon dies with its node on Linux")
+def test_a_sigkilled_node_does_not_leave_its_ipfs_daemon_running(tmp_path: Path, procs: list[Child]) -> None:
+    boot = Bootstrap(SWARM, tmp_path / "boot")
+    procs.append(boot)
+    cfg = trainer(tmp_path, "victim", boot.addr, 0, 1, rounds=0)
+    node = Child(join_argv(cfg), tmp_path / "victim.log")
+    procs.append(node)
+    # The pid file is written once the daemon answers on its API.
+    wait_until(lambda: private_daemon_pid(cfg.data_dir) is not None, 120, "the node's private IPFS daemon")
+    daemon = private_daemon_pid(cfg.data_dir)
+    assert daemon is not None and _alive(daemon)
+    time.sleep(2)  # let the node get on with its start (gossip, training): a node killed mid-way
+    os.kill(node.proc.pid, signal.SIGKILL)
+    node.proc.wait(10)
+    wait_until(lambda: not _alive(daemon), 10, f"the daemon (pid {daemon}) of the killed node to exit")
+
+
+def test_a_restarted_node_stops_the_daemon_its_killed_life_left(tmp_path: Path) -> None:
+    """The guard for platforms without a parent-death signal (and a second one on Linux)."""
+    left = start_private(tmp_path)  # stands for a daemon whose node was SIGKILLed and did not take it along
+    try:
+        pid = private_daemon_pid(tmp_path)
+        assert pid is not None and _alive(pid)
+        again = start_private(tmp_path)
+        try:
+            assert not _alive(pid)
+            assert again.peer_id == left.peer_id  # same repo, same identity
+        finally:
+            again.close()
+    finally:
+        left.proc = None  # already stopped by the restart; nothing of its own to stop
+        left.close()
