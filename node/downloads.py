@@ -82,7 +82,10 @@ class Downloads:
         return arrived
 
     def _download(self, ann: Announcement) -> Fetched:
-        data = self.workers.store.get(ann.cid, max_size=self.max_size, timeout=self.workers.timeout_s)
+        return self._fetch(ann.cid)
+
+    def _fetch(self, cid: str) -> Fetched:
+        data = self.workers.store.get(cid, max_size=self.max_size, timeout=self.workers.timeout_s)
         return Fetched(decode(data, max_size=self.max_size), len(data))
 
     def check(self, ann: Announcement, fetched: Fetched | StoreError, seconds: float) -> StateDict | None:
@@ -109,7 +112,6 @@ class Downloads:
     def _fetch_base(self, cid: str) -> StateDict:
         """A keyframe a delta names, not seen before: a download nothing hides."""
         with self.timer("fetch"):
-            data = self.workers.store.get(cid, max_size=self.max_size, timeout=self.workers.timeout_s)
-            state = decode(data, max_size=self.max_size).state_dict
-        self.status.bytes_in += len(data)
-        return state
+            base = self._fetch(cid)
+        self.status.bytes_in += base.size
+        return base.snapshot.state_dict
