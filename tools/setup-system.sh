@@ -5,7 +5,7 @@
 # docker-compose + shellcheck: static validation of docker/ (no engine needed).
 set -euo pipefail
 need=()
-for pkg in gcc libgmp-dev dataset-fashion-mnist iproute2 util-linux docker-compose shellcheck; do
+for pkg in gcc libgmp-dev dataset-fashion-mnist iproute2 util-linux nftables docker-compose shellcheck; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || need+=(nodejs npm)
