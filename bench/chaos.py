@@ -46,6 +46,7 @@ from node.demo import join_argv
 from node.ipfs_setup import private_daemon_pid, start_private, stop_leftover_daemon
 from node.processes import Bootstrap, Child
 from node.status import read_status, read_status_or_none
+from p2p.addresses import LOOPBACK_LISTEN
 from storage import IpfsDaemon, IpfsStore, StoreError
 from storage.daemon import free_port
 
@@ -148,13 +149,15 @@ class Swarm:
         self.configs: dict[str, NodeConfig] = {}
         for i in range(1, trainers + 1):
             self.configs[f"node-{i}"] = NodeConfig(
-                swarm=SWARM, bootstrap=[self.boot.addr], ipfs_api="private", data_dir=root / f"node-{i}",
+                swarm=SWARM, bootstrap=[self.boot.addr], listen=LOOPBACK_LISTEN, ipfs_api="private",
+                data_dir=root / f"node-{i}",
                 dataset="fashion-mnist", partition="iid", clients=trainers, client=i - 1,
                 samples_per_client=200, strategy="random", neighbours=2, lr=0.003, rounds=0,
                 round_interval_s=1.0, fetch_timeout_s=10.0, seed=seed, headless=True)
         for i in range(1, pinners + 1):
             self.configs[f"pinner-{i}"] = NodeConfig(
-                swarm=SWARM, bootstrap=[self.boot.addr], ipfs_api="private", data_dir=root / f"pinner-{i}",
+                swarm=SWARM, bootstrap=[self.boot.addr], listen=LOOPBACK_LISTEN, ipfs_api="private",
+                data_dir=root / f"pinner-{i}",
                 role="pinner", headless=True)
         self.procs: dict[str, Child] = {}
         self.records: dict[str, list[dict[str, Any]]] = {name: [] for name in self.configs}

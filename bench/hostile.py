@@ -45,6 +45,7 @@ from node.ipfs_setup import stop_leftover_daemon
 from node.learner import Learner, load_shard
 from node.processes import Bootstrap, Child, kill_all
 from node.status import read_status_or_none
+from p2p.addresses import LOOPBACK_LISTEN
 from p2p.announcement import Announcement
 from p2p.gossip import GossipConfig, GossipService
 from p2p.identity import peer_id_of
@@ -60,7 +61,8 @@ SWARM = "hostile"
 
 
 def honest_config(root: Path, boot: str, client: int, clients: int, **over: Any) -> NodeConfig:
-    base = NodeConfig(swarm=SWARM, bootstrap=[boot], ipfs_api="private", data_dir=root / f"honest-{client}",
+    base = NodeConfig(swarm=SWARM, bootstrap=[boot], listen=LOOPBACK_LISTEN, ipfs_api="private",
+                      data_dir=root / f"honest-{client}",
                       dataset="fashion-mnist", partition="iid", clients=clients, client=client,
                       samples_per_client=200, strategy="random", neighbours=16, lr=0.003, rounds=6,
                       round_interval_s=2.0, headless=True)

@@ -21,13 +21,14 @@ from libp2p.discovery.rendezvous.service import RendezvousService
 from libp2p.tools.anyio_service import background_trio_service
 from multiaddr import Multiaddr
 
+from p2p.addresses import AddressError, parse_tcp
 from p2p.announcement import AnnouncementError, topic_for
 from p2p.bans import BanEnforcer
 from p2p.host import build_host, build_pubsub, innermost_error, quiet_libp2p_logs
 from p2p.identity import KEY_FILE, IdentityError, load_or_create
 from p2p.validator import AnnounceValidator
 
-DEFAULT_LISTEN = "/ip4/127.0.0.1/tcp/4040"
+DEFAULT_LISTEN = "/ip4/0.0.0.0/tcp/4040"
 log = logging.getLogger("swarm-bootstrap")
 
 
@@ -40,17 +41,22 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"swarm-bootstrap {version('swarm-node')}")
     parser.add_argument("--swarm", action="append", required=True, metavar="ID",
                         help="swarm id to serve (repeatable); its announcement topic is relayed")
-    parser.add_argument("--listen", default=DEFAULT_LISTEN, help=f"multiaddr to listen on ({DEFAULT_LISTEN})")
+    parser.add_argument("--listen", default=DEFAULT_LISTEN,
+                        help=f"multiaddr to listen on ({DEFAULT_LISTEN}: every interface; peers on other "
+                        "hosts must reach this port)")
+    parser.add_argument("--announce-addr", action="append", default=[], metavar="MULTIADDR",
+                        help="address peers should dial instead of the interface addresses, e.g. "
+                        "/ip4/<public ip>/tcp/4040 behind a forwarded port (repeatable)")
     parser.add_argument("--data-dir", type=Path, default=Path.home() / ".swarm-bootstrap",
                         help="where the persistent identity key lives (~/.swarm-bootstrap)")
     parser.add_argument("--key-file", type=Path, help=f"identity key file (default DATA_DIR/{KEY_FILE})")
     return parser
 
 
-async def serve(key_file: Path, listen: Multiaddr, swarms: list[str]) -> None:
+async def serve(key_file: Path, listen: Multiaddr, swarms: list[str], announce: Sequence[str] = ()) -> None:
     """Run until SIGTERM/SIGINT; OSError if nothing could listen."""
     key_pair = load_or_create(key_file)
-    host = build_host(key_pair)
+    host = build_host(key_pair, announce)
     pubsub, router = build_pubsub(host)
     RendezvousService(host)
     bans = BanEnforcer(host, pubsub, AnnounceValidator())
@@ -86,15 +92,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         for swarm in args.swarm:
             topic_for(swarm)
-        listen = Multiaddr(args.listen)
-    except AnnouncementError as e:
+        listen = parse_tcp(args.listen, "--listen")
+        for addr in args.announce_addr:
+            parse_tcp(addr, "--announce-addr")
+    except (AnnouncementError, AddressError) as e:
         print(f"swarm-bootstrap: {e}", file=sys.stderr)
         return 2
-    except Exception as e:  # multiaddr raises assorted types
-        print(f"swarm-bootstrap: --listen {args.listen!r} is not a multiaddr: {e}", file=sys.stderr)
-        return 2
     try:
-        trio.run(serve, args.key_file or args.data_dir / KEY_FILE, listen, args.swarm)
+        trio.run(serve, args.key_file or args.data_dir / KEY_FILE, listen, args.swarm, args.announce_addr)
     except IdentityError as e:
         print(f"swarm-bootstrap: {e}", file=sys.stderr)
         return 1

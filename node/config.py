@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from p2p.addresses import AddressError, parse_tcp
 from storage.defaults import DEFAULT_MAX_MB
 from swarm.errors import ConfigError
 from swarm.selection import TOLERANCE
@@ -37,8 +38,12 @@ _BOUNDS: tuple[tuple[tuple[str, ...], Callable[[float], bool], str], ...] = (
 class NodeConfig:
     swarm: str = "default"
     bootstrap: list[str] = field(default_factory=list)
-    listen: str = "/ip4/127.0.0.1/tcp/0"
+    # Every interface, so peers on other hosts can reach this one; the demo and tests pass loopback.
+    listen: str = "/ip4/0.0.0.0/tcp/0"
+    announce_addr: list[str] = field(default_factory=list)
     ipfs_api: str = ""
+    ipfs_swarm_port: int = 0
+    ipfs_announce_addr: list[str] = field(default_factory=list)
     data_dir: Path = Path("swarm-data")
     role: str = "trainer"
     # What this peer trains on: a shard of a research data set, or a folder of the user's own images.
@@ -98,6 +103,14 @@ class NodeConfig:
                 value = getattr(self, name)
                 if isinstance(value, int | float) and not ok(value):
                     raise ConfigError(f"setting {name}: {value} is out of range; it must be {rule}")
+        if not 0 <= self.ipfs_swarm_port <= 65535:
+            raise ConfigError(f"setting ipfs_swarm_port: {self.ipfs_swarm_port} is not a TCP port (0-65535)")
+        try:
+            parse_tcp(self.listen, "listen")
+            for addr in [*self.announce_addr, *self.ipfs_announce_addr]:
+                parse_tcp(addr, "announce address")
+        except AddressError as exc:
+            raise ConfigError(str(exc)) from None
         if "\x00" in str(self.data_dir):
             raise ConfigError("setting data_dir: the path contains a NUL character")
         self.data_dir = Path(self.data_dir)

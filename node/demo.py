@@ -20,6 +20,7 @@ from node.config import NodeConfig
 from node.ipfs_setup import stop_leftover_daemon
 from node.processes import Bootstrap, Child, ProcError, kill_all
 from node.status import NodeStatus, read_status
+from p2p.addresses import LOOPBACK_LISTEN
 from swarm.selection import TOLERANCE
 
 SWARM_ID = "demo"
@@ -68,8 +69,10 @@ class PeerOutcome:
 
 
 def node_config(s: DemoSettings, client: int, data_dir: Path, bootstrap: str) -> NodeConfig:
-    return NodeConfig(swarm=SWARM_ID, bootstrap=[bootstrap], ipfs_api="private", data_dir=data_dir,
-                      dataset=s.dataset, partition=s.partition, clients=s.nodes, client=client,
+    # Every demo peer runs on this host: nothing listens beyond loopback.
+    return NodeConfig(swarm=SWARM_ID, bootstrap=[bootstrap], listen=LOOPBACK_LISTEN, ipfs_api="private",
+                      data_dir=data_dir, dataset=s.dataset, partition=s.partition, clients=s.nodes,
+                      client=client,
                       samples_per_client=s.samples_per_client, strategy=s.strategy, similarity=s.similarity,
                       neighbours=s.neighbours, encoding=s.encoding, local_epochs=s.local_epochs, lr=s.lr,
                       guard_tolerance=s.guard_tolerance,

@@ -106,7 +106,8 @@ class Downloads:
             self.emit(f"fetch {ann.cid[-10:]} from {short_id(ann.publisher)} failed: {exc}")
             return None
         self.status.bytes_in += fetched.size
-        self.table.fetch_succeeded(ann.publisher, (seconds + time.monotonic() - started) * 1000)
+        self.table.fetch_succeeded(ann.publisher, (seconds + time.monotonic() - started) * 1000,
+                                   self.workers.reach(ann))
         return state
 
     def _fetch_base(self, cid: str) -> StateDict:

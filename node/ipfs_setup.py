@@ -13,9 +13,13 @@ import logging
 import os
 import signal
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
+from p2p.addresses import advertised
+from p2p.announcement import MAX_ADDRS
 from storage import IpfsDaemon, IpfsStore, StoreError, StoreUnavailable
+from storage.daemon import LOOPBACK
 from storage.defaults import DEFAULT_IPFS_API
 
 log = logging.getLogger(__name__)
@@ -46,7 +50,7 @@ def stop_leftover_daemon(data_dir: Path) -> None:
     (Path(data_dir) / "ipfs" / PID_FILE).unlink(missing_ok=True)
 
 
-def start_private(data_dir: Path) -> IpfsDaemon:
+def start_private(data_dir: Path, swarm_host: str = LOOPBACK, swarm_port: int = 0) -> IpfsDaemon:
     """Start the private daemon of `data_dir`, stopping one a killed node left there first.
 
     On Linux the daemon gets SIGTERM when the calling *thread* exits. `Node.start` calls this (via
@@ -56,14 +60,16 @@ def start_private(data_dir: Path) -> IpfsDaemon:
     repo = Path(data_dir) / "ipfs"
     repo.mkdir(parents=True, exist_ok=True)
     stop_leftover_daemon(data_dir)
-    daemon = IpfsDaemon.start(repo)
+    daemon = IpfsDaemon.start(repo, swarm_host=swarm_host, swarm_port=swarm_port)
     if daemon.proc is not None:
         (repo / PID_FILE).write_text(str(daemon.proc.pid))
     return daemon
 
 
-def open_ipfs(api: str, data_dir: Path) -> tuple[IpfsStore, IpfsDaemon | None, str]:
-    """The store to use, the daemon we started (if any), and one line saying which it is."""
+def open_ipfs(api: str, data_dir: Path, swarm_host: str = LOOPBACK, swarm_port: int = 0
+              ) -> tuple[IpfsStore, IpfsDaemon | None, str]:
+    """The store to use, the daemon we started (if any, its swarm port on `swarm_host`), and one line
+    saying which it is."""
     if api and api != PRIVATE:
         store = IpfsStore(api)
         store.peer_id()  # raises StoreUnavailable with the "start `ipfs daemon`" advice
@@ -75,16 +81,19 @@ def open_ipfs(api: str, data_dir: Path) -> tuple[IpfsStore, IpfsDaemon | None, s
             return IpfsStore(DEFAULT_IPFS_API), None, f"using the IPFS daemon at {DEFAULT_IPFS_API}"
         except StoreUnavailable:
             pass
-    daemon = start_private(data_dir)
+    daemon = start_private(data_dir, swarm_host, swarm_port)
     return (IpfsStore(daemon.api_multiaddr), daemon,
-            f"started a private IPFS daemon ({daemon.kind}) at {daemon.api_multiaddr}")
+            f"started a private IPFS daemon ({daemon.kind}) at {daemon.api_multiaddr}, swarm port "
+            f"{daemon.swarm_listen}")
 
 
-def announced_addrs(store: IpfsStore, daemon: IpfsDaemon | None) -> list[str]:
-    """The IPFS addresses a node puts in its announcements, so fetchers can dial its daemon directly."""
-    if daemon is not None:
-        return [daemon.swarm_multiaddr]
+def announced_addrs(store: IpfsStore, daemon: IpfsDaemon | None, announce: Sequence[str] = ()) -> list[str]:
+    """The IPFS addresses a node puts in its announcements, so fetchers can dial its daemon directly:
+    `announce` (a forwarded port), else where the daemon listens (`p2p.addresses.advertised`)."""
     try:
-        return [a for a in store.swarm_addrs() if a.startswith("/ip4/")][:4]
+        peer = daemon.peer_id if daemon is not None else store.peer_id()
+        listening = [daemon.swarm_listen] if daemon is not None else \
+            [a.split("/p2p/")[0] for a in store.swarm_addrs() if a.startswith("/ip4/")]
     except StoreError:
         return []
+    return [f"{a}/p2p/{peer}" for a in map(str, advertised(listening, announce))][:MAX_ADDRS]

@@ -2,17 +2,22 @@
 
 Fetches and pins wait up to the fetch timeout when the holder is gone; one after another, a few
 departed peers would hold up everyone else's snapshots. Before a call, the announcer's IPFS node is
-dialled directly (its announced addresses): with no DHT, that is how our daemon finds the blocks.
+dialled directly (its announced addresses): with no DHT, that is how our daemon finds the blocks. A
+peer behind NAT cannot be dialled; its snapshots reach us through a pinner both of us are connected
+to, or over a connection it opened to us.
 """
 
 from __future__ import annotations
 
 import math
+import queue
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
 
+from node.status import short_id
 from p2p.announcement import Announcement
 from storage import IpfsStore, StoreError
 
@@ -35,27 +40,56 @@ def timed(call: Callable[[Announcement], T], ann: Announcement) -> tuple[T | Sto
 
 
 class IpfsWorkers:
-    """The worker pool and which announced IPFS addresses are connected; `call`s must touch no node
-    state (they run on the workers)."""
+    """The worker pool, which announced IPFS addresses are connected, and the pinners known; `call`s
+    must touch no node state (they run on the workers)."""
 
     def __init__(self, store: IpfsStore, timeout_s: float, report: Report) -> None:
         self.store, self.timeout_s, self.report = store, timeout_s, report
         self.pool = ThreadPoolExecutor(IPFS_WORKERS, thread_name_prefix="ipfs")
+        self._lock = threading.Lock()
         self.dialled: dict[str, float] = {}  # address -> when to dial it again (inf: connected)
+        self.pinners: dict[str, Announcement] = {}  # pinner peer id -> its newest presence
+        self._notes: queue.SimpleQueue[str] = queue.SimpleQueue()  # events from the workers
 
     def submit(self, call: Callable[[Announcement], T], anns: list[Announcement]
                ) -> list[Future[tuple[T | StoreError, float]]]:
-        """Connect to each announcer's IPFS node, then start `call(ann)` for each on the workers."""
-        for ann in anns:
-            self.connect(ann)
-        return [self.pool.submit(timed, call, ann) for ann in anns]
+        """Start, for each announcement, a dial of the announcer's IPFS node then `call(ann)` on the
+        workers (a dial can wait its whole timeout for a host behind NAT; the round must not)."""
+        return [self.pool.submit(self._connected_then, call, ann) for ann in anns]
+
+    def _connected_then(self, call: Callable[[Announcement], T], ann: Announcement
+                        ) -> tuple[T | StoreError, float]:
+        self.connect(ann)
+        return timed(call, ann)
+
+    def meet_pinner(self, ann: Announcement) -> None:
+        """Keep our daemon connected to a pinner's: a pinner fetches our snapshots over the connection
+        we open (we may be behind NAT, where nobody can dial us), and serves us the snapshots of
+        peers we cannot dial."""
+        if ann.publisher not in self.pinners:
+            self.report(f"found pinner {short_id(ann.publisher)}")
+        self.pinners[ann.publisher] = ann
+        self.pool.submit(self.connect, ann)
 
     def connect(self, ann: Announcement) -> None:
+        """Dial each announced address that is not connected and not waiting to be dialled again."""
         now = time.monotonic()
         for addr in ann.addrs:
-            if self.dialled.get(addr, 0.0) <= now:
-                ok = self.quietly(f"ipfs connect {addr}", self.store.connect, addr, self.timeout_s)
-                self.dialled[addr] = math.inf if ok else now + IPFS_REDIAL_S
+            with self._lock:
+                if self.dialled.get(addr, 0.0) > now:
+                    continue
+                self.dialled[addr] = now + self.timeout_s  # being dialled: no second dial meanwhile
+            ok = self.quietly(f"ipfs connect {addr}", self.store.connect, addr, self.timeout_s)
+            with self._lock:
+                self.dialled[addr] = math.inf if ok else time.monotonic() + IPFS_REDIAL_S
+
+    def reach(self, ann: Announcement) -> str:
+        """How this node gets the announcer's snapshots: "direct" when our daemon dialled one of its
+        addresses; otherwise over a connection the announcer opened or through a pinner."""
+        with self._lock:
+            if any(self.dialled.get(a) == math.inf for a in ann.addrs):
+                return "direct"
+        return "via pinner" if self.pinners else "inbound"
 
     def quietly(self, what: str, fn: Callable[..., object], *args: object) -> bool:
         """Run a store call whose failure is one event line, not the end of the round."""
@@ -63,8 +97,13 @@ class IpfsWorkers:
             fn(*args)
             return True
         except StoreError as exc:
-            self.report(f"{what} failed: {exc}")
+            self._notes.put(f"{what} failed: {exc}")
             return False
+
+    def flush_notes(self) -> None:
+        """Report the workers' events, on the node's thread (reports touch the node's state)."""
+        while not self._notes.empty():
+            self.report(self._notes.get_nowait())
 
     def shutdown(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)

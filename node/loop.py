@@ -29,10 +29,12 @@ from node.pinner import Pinner
 from node.publisher import Publisher
 from node.status import STATUS_FILE, NodeStatus, short_id
 from node.timing import Timer
-from p2p.announcement import LEAVING, MAX_PARENTS
+from p2p.addresses import WILDCARD_IP4, is_loopback
+from p2p.announcement import LEAVING, MAX_PARENTS, PINNER
 from p2p.gossip import GossipConfig, GossipService
 from storage import IpfsDaemon, StoreError, schema_fingerprint
 from storage.atomic import write_atomic
+from storage.daemon import LOOPBACK
 from storage.defaults import mib_to_bytes
 from swarm.models import pick_device
 from swarm.privacy import BudgetExhausted
@@ -78,6 +80,8 @@ class Node:
             self.status.gossip_peers = len(self.gossip.peers())
         if self.table is not None:
             self.status.peers = [r.row() for r in self.table.records.values()]
+        if self.workers is not None:
+            self.status.pinners = len(self.workers.pinners)
         write_atomic(self.cfg.data_dir / STATUS_FILE, self.status.to_json().encode())
 
     # -- set-up and tear-down ------------------------------------------------------------------------
@@ -90,16 +94,20 @@ class Node:
             device = pick_device(cfg.device)
             self.status.device = str(device)
             self.learner = Learner(cfg, load_shard(cfg), device)
-        store, self.daemon, how = open_ipfs(cfg.ipfs_api, cfg.data_dir)
+        # The daemon's swarm port is reachable from where the node's gossip is.
+        swarm_host = LOOPBACK if is_loopback(cfg.listen) else WILDCARD_IP4
+        store, self.daemon, how = open_ipfs(cfg.ipfs_api, cfg.data_dir, swarm_host, cfg.ipfs_swarm_port)
         self.workers = IpfsWorkers(store, cfg.fetch_timeout_s, self.event)
         self.status.ipfs = "ok"
         self.status.ipfs_api = store.api_multiaddr
-        self.status.ipfs_addrs = announced_addrs(store, self.daemon)
+        self.status.ipfs_addrs = announced_addrs(store, self.daemon, cfg.ipfs_announce_addr)
         self.event(how)
         self.gossip = GossipService(GossipConfig(swarm_id=cfg.swarm, data_dir=cfg.data_dir, listen=cfg.listen,
+                                                 announce=list(cfg.announce_addr),
                                                  bootstrap=list(cfg.bootstrap)))
         self.gossip.start()
         self.status.peer_id = self.gossip.peer_id
+        self.status.addrs = self.gossip.addrs
         schema = schema_fingerprint(self.learner.state()) if self.learner else ""
         self.table = PeerTable(self.gossip.peer_id, schema)
         self.downloads = Downloads(self.workers, self.table, max_size=mib_to_bytes(cfg.max_snapshot_mb),
@@ -107,7 +115,7 @@ class Node:
         self.publisher = Publisher(self.workers, self.gossip, encoding=cfg.encoding, role=cfg.role,
                                    status=self.status, timer=self.timer)
         if cfg.role == "pinner":
-            self.pinner = Pinner(self.workers, self.event)
+            self.pinner = Pinner(self.workers, self.gossip, self.event)
         self._resume()
         self.status.state = "running"
         self.event(f"joined swarm {cfg.swarm} as {cfg.role} on {self.gossip.addrs[0]}")
@@ -210,8 +218,12 @@ class Node:
                    round_timings={k: round(v, 5) for k, v in timer.spent.items()})
 
     def fold(self) -> None:
-        assert self.gossip is not None and self.table is not None
+        assert self.gossip is not None and self.table is not None and self.workers is not None
+        self.workers.flush_notes()
         for ann in self.gossip.drain():
+            if ann.role == PINNER:
+                self.workers.meet_pinner(ann)
+                continue
             if ann.role == LEAVING:
                 self.event(f"{short_id(ann.publisher)} left the swarm", peer_left=ann.publisher)
             reason = self.table.fold(ann)
@@ -289,11 +301,15 @@ class Node:
 
     def follow(self) -> None:
         """Pinners and observers: fold announcements; pinners keep recent snapshots pinned."""
-        assert self.gossip is not None and self.table is not None
+        assert self.gossip is not None and self.table is not None and self.workers is not None
+        self.workers.flush_notes()
         anns = self.gossip.drain()
         for ann in anns:
+            if ann.role == PINNER and ann.publisher != self.table.me:
+                self.workers.meet_pinner(ann)
             self.table.fold(ann)
         if self.pinner is not None:
+            self.pinner.announce_presence(self.status.ipfs_addrs)
             self.pinner.pin_newest([a for a in anns if a.publisher != self.table.me
                                     and a.role in SNAPSHOT_ROLES])
         self.publish_status()

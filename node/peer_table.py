@@ -33,12 +33,13 @@ class PeerRecord:
     merged_cid: str | None = None  # the snapshot last merged from it (its announcement may be newer)
     failures: int = 0
     retry_after: float = 0.0
+    reach: str = ""  # how its last snapshot came: direct, via pinner, inbound (IpfsWorkers.reach)
 
     def row(self) -> PeerRow:
         """What the status view shows of this peer."""
         a = self.announcement
         return PeerRow(self.peer_id, a.cid, a.round, self.similarity, self.weight, self.last_seen,
-                       self.fetch_ms, self.merged)
+                       self.fetch_ms, self.merged, self.reach)
 
     def to_dict(self) -> dict[str, Any]:
         record = asdict(self)
@@ -96,9 +97,9 @@ class PeerTable:
         record.failures += 1
         record.retry_after = (time.time() if now is None else now) + BACKOFF_S
 
-    def fetch_succeeded(self, peer_id: str, fetch_ms: float) -> None:
+    def fetch_succeeded(self, peer_id: str, fetch_ms: float, reach: str = "") -> None:
         record = self.records[peer_id]
-        record.failures, record.retry_after, record.fetch_ms = 0, 0.0, fetch_ms
+        record.failures, record.retry_after, record.fetch_ms, record.reach = 0, 0.0, fetch_ms, reach
 
     def note_scores(self, scores: dict[str, float]) -> None:
         """The similarity this node's metric gave each peer's newest snapshot."""

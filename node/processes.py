@@ -14,6 +14,8 @@ import threading
 from pathlib import Path
 from typing import IO
 
+from p2p.addresses import LOOPBACK_LISTEN
+
 READY_TIMEOUT_S = 30.0
 
 
@@ -66,7 +68,7 @@ class Child:
 
 
 class Bootstrap(Child):
-    def __init__(self, swarm: str, data_dir: Path, listen: str = "/ip4/127.0.0.1/tcp/0"):
+    def __init__(self, swarm: str, data_dir: Path, listen: str = LOOPBACK_LISTEN):
         super().__init__([sys.executable, "-m", "bootstrap.cli", "--swarm", swarm, "--listen", listen,
                           "--data-dir", str(data_dir)], data_dir / "bootstrap.log")
         line = self.next_line(READY_TIMEOUT_S)

@@ -45,6 +45,7 @@ class PeerRow:
     last_seen: float = 0.0
     fetch_ms: float | None = None
     merged: bool = False
+    reach: str = ""  # direct, via pinner, inbound; "" until a snapshot of it arrived
 
 
 @dataclass
@@ -63,7 +64,9 @@ class NodeStatus:
     ipfs: str = "starting"
     ipfs_api: str = ""
     ipfs_addrs: list[str] = field(default_factory=list)
+    addrs: list[str] = field(default_factory=list)  # the libp2p addresses peers are told to dial
     gossip_peers: int = 0
+    pinners: int = 0  # pinners our IPFS daemon keeps connected to
     state: str = "starting"
     pid: int = 0
     updated_at: float = 0.0
@@ -122,14 +125,17 @@ def render(status: NodeStatus, now: float | None = None) -> Group:
                "epsilon", "off (no DP)" if status.epsilon is None else f"{status.epsilon:.2f}")
     me.add_row("bytes in", f"{status.bytes_in:,}", "bytes out", f"{status.bytes_out:,}",
                "ipfs / gossip", f"{status.ipfs} / {status.gossip_peers} peers")
+    me.add_row("dial me at", status.addrs[0] if status.addrs else "-", "pinners", str(status.pinners))
     peers = Table(title="peers", expand=True)
-    for column in ("peer", "last CID", "round", "similarity", "weight", "last seen", "fetch", "merged"):
+    for column in ("peer", "last CID", "round", "similarity", "weight", "last seen", "fetch", "reached",
+                   "merged"):
         peers.add_column(column)
     for row in sorted(status.peers, key=lambda r: -(r.similarity or 0.0)):
         peers.add_row(
             short_id(row.peer_id), row.cid[-10:] if row.cid else "-", str(row.round),
             _fmt(row.similarity, ".3f"), _fmt(row.weight, ".2f"), _ago(row.last_seen, now),
-            "-" if row.fetch_ms is None else f"{row.fetch_ms:.0f} ms", "yes" if row.merged else "",
+            "-" if row.fetch_ms is None else f"{row.fetch_ms:.0f} ms", row.reach or "-",
+            "yes" if row.merged else "",
         )
     events = "\n".join(time.strftime("%H:%M:%S ", time.localtime(t)) + msg for t, msg in status.events)
     title = f"swarm-node {short_id(status.peer_id)} (pid {status.pid})"

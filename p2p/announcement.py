@@ -64,6 +64,9 @@ def _cid_problem(value: str) -> str:
 # The role of the last announcement a node sends when it shuts down cleanly: its snapshots are no
 # longer served by it, so peers stop choosing it instead of each waiting out a fetch timeout.
 LEAVING = "leaving"
+# The role of a pinner's presence announcements: its CID names a small card, its addrs say where its
+# IPFS daemon listens, so every node keeps connected to it (how snapshots of peers behind NAT travel).
+PINNER = "pinner"
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ from libp2p.peer.id import ID
 from libp2p.tools.anyio_service import background_trio_service
 from multiaddr import Multiaddr
 
+from p2p.addresses import LOOPBACK_LISTEN, AddressError, parse_tcp
 from p2p.announcement import Announcement, AnnouncementError, topic_for
 from p2p.bans import BanEnforcer
 from p2p.connections import PeerKeeper, parse_peer_addr
@@ -55,7 +56,8 @@ class GossipStartError(GossipError):
 class GossipConfig:
     swarm_id: str
     data_dir: Path
-    listen: str = "/ip4/127.0.0.1/tcp/0"
+    listen: str = LOOPBACK_LISTEN
+    announce: list[str] = field(default_factory=list)  # replaces the advertised addresses (a forwarded port)
     bootstrap: list[str] = field(default_factory=list)
     static_peers: list[str] = field(default_factory=list)
     target_peers: int = 6
@@ -101,9 +103,11 @@ class GossipService:
         key_pair = load_or_create(data_dir / KEY_FILE)
         self.peer_id = peer_id_of(key_pair)
         try:
-            listen = Multiaddr(self.config.listen)
-        except Exception as e:
-            raise GossipStartError(f"--listen {self.config.listen!r} is not a multiaddr: {e}") from None
+            listen = parse_tcp(self.config.listen, "--listen")
+            for addr in self.config.announce:
+                parse_tcp(addr, "--announce-addr")
+        except AddressError as e:
+            raise GossipStartError(str(e)) from None
         self._thread = threading.Thread(target=self._run_thread, args=(key_pair, listen, data_dir),
                                         name="gossip", daemon=True)
         self._thread.start()
@@ -191,7 +195,7 @@ class GossipService:
             self._ready.set()
 
     async def _main(self, key_pair: Any, listen: Multiaddr, data_dir: Path) -> None:
-        host = build_host(key_pair)
+        host = build_host(key_pair, self.config.announce)
         pubsub, router = build_pubsub(host, self.config.mesh)
         send, receive = trio.open_memory_channel[bytes](OUTBOX_SIZE)
         with trio.CancelScope() as cancel:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from libp2p import new_host
@@ -23,6 +24,8 @@ from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
 from libp2p.security.noise.transport import Transport as NoiseTransport
 from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
 from libp2p.stream_muxer.yamux.yamux import Yamux
+
+from p2p.addresses import advertised
 
 MESHSUB_PROTOCOLS = (PROTOCOL_ID_V12, PROTOCOL_ID_V11)
 
@@ -48,8 +51,9 @@ def quiet_libp2p_logs() -> None:
         logging.getLogger("libp2p").setLevel(logging.CRITICAL)
 
 
-def build_host(key_pair: KeyPair) -> IHost:
-    """A TCP host that speaks only Noise and Yamux; no mDNS, no UPnP, no QUIC."""
+def build_host(key_pair: KeyPair, announce: Sequence[str] = ()) -> IHost:
+    """A TCP host that speaks only Noise and Yamux; no mDNS, no UPnP, no QUIC. It advertises (to
+    rendezvous and identify) the addresses `p2p.addresses.advertised` picks, or exactly `announce`."""
     noise = NoiseTransport(key_pair, noise_privkey=create_new_x25519_key_pair().private_key)
     return new_host(
         key_pair=key_pair,
@@ -57,6 +61,7 @@ def build_host(key_pair: KeyPair) -> IHost:
         muxer_opt={TProtocol(YAMUX_PROTOCOL_ID): Yamux},
         enable_mDNS=False,
         enable_upnp=False,
+        addrs_factory=lambda candidates: advertised(candidates, announce),
     )
 
 

@@ -1,7 +1,9 @@
-"""Start and stop private, loopback-only IPFS daemons (Kubo `ipfs` if on PATH, else the pinned js-ipfs).
+"""Start and stop private IPFS daemons (Kubo `ipfs` if on PATH, else the pinned js-ipfs).
 
-Every daemon gets its own repo directory and free 127.0.0.1 ports, an empty bootstrap list and no
-mDNS, DHT, relay, NAT mapping or preload, so it can only reach peers it is explicitly connected to.
+Every daemon gets its own repo directory and free ports, its API on 127.0.0.1 only (whoever reaches it
+controls the daemon), an empty bootstrap list and no mDNS, DHT, relay, NAT mapping or preload, so it
+can only reach peers it is explicitly connected to. Its swarm port listens on loopback unless the node
+is reachable from other hosts.
 The repo survives `stop()`, so a daemon can be restarted on it (same peer id, same ports).
 """
 
@@ -34,6 +36,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_JSIPFS = REPO_ROOT / "tools" / "ipfs" / "node_modules" / ".bin" / "jsipfs"
 READY_TIMEOUT_S = 60.0
 PORT_ATTEMPTS = 3
+LOOPBACK = "127.0.0.1"
 STOP_TIMEOUT_S = 10.0
 # What a daemon prints when a port it was given is taken: EADDRINUSE for the API, gateway and RPC ports
 # (js-ipfs exits at once for the RPC port; Kubo for any), js-libp2p's line for the swarm port (it hangs).
@@ -109,10 +112,10 @@ def _daemon_command() -> tuple[str, list[str]]:
     return "jsipfs", [str(jsipfs)]
 
 
-def _config(api: int, swarm: int, gateway: int, rpc: int) -> dict:
+def _config(api: int, swarm: int, gateway: int, rpc: int, swarm_host: str = LOOPBACK) -> dict:
     return {
         "Addresses": {
-            "Swarm": [f"/ip4/127.0.0.1/tcp/{swarm}"],
+            "Swarm": [f"/ip4/{swarm_host}/tcp/{swarm}"],
             "API": f"/ip4/127.0.0.1/tcp/{api}",
             "Gateway": f"/ip4/127.0.0.1/tcp/{gateway}",
             "RPC": f"/ip4/127.0.0.1/tcp/{rpc}",
@@ -150,6 +153,19 @@ def _configured_ports(config: Path) -> tuple[int, int, int] | None:
             from None
 
 
+def _set_swarm_addr(config: Path, addr: str) -> None:
+    """Make an existing repo's daemon listen for peers on `addr` (the node's --listen may have changed
+    since the repo was made); both js-ipfs and Kubo keep their config as JSON in this file."""
+    try:
+        tree = json.loads(config.read_text())
+        if tree["Addresses"]["Swarm"] != [addr]:
+            tree["Addresses"]["Swarm"] = [addr]
+            config.write_text(json.dumps(tree, indent=2))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise DaemonError(f"cannot set the swarm address in {config} ({exc}); delete that repo to start "
+                          "fresh") from None
+
+
 def _api_post(api_port: int, path: str, timeout: float) -> dict:
     req = urllib.request.Request(f"http://127.0.0.1:{api_port}/api/v0/{path}", method="POST", data=b"")
     with urllib.request.urlopen(req, timeout=timeout) as resp:
@@ -164,6 +180,7 @@ class IpfsDaemon:
     api_port: int
     swarm_port: int
     gateway_port: int
+    swarm_host: str = LOOPBACK  # where the swarm port listens: loopback, or 0.0.0.0 for other hosts
     kind: str = ""
     peer_id: str = ""
     owns_repo: bool = False
@@ -171,9 +188,12 @@ class IpfsDaemon:
     proc: subprocess.Popen | None = field(default=None, repr=False)
 
     @classmethod
-    def start(cls, repo: Path | str | None = None, *, timeout: float = READY_TIMEOUT_S) -> IpfsDaemon:
+    def start(cls, repo: Path | str | None = None, *, swarm_host: str = LOOPBACK, swarm_port: int = 0,
+              timeout: float = READY_TIMEOUT_S) -> IpfsDaemon:
         """Start a daemon on `repo` (initialised on first use; a temp dir deleted on close if None).
 
+        Its API and gateway listen on loopback only, always; its swarm port (where other IPFS nodes
+        fetch blocks) on `swarm_host`, port `swarm_port` (0: picked once and kept in the repo).
         A repo that exists keeps its identity and the ports in its config. On Linux the daemon gets
         SIGTERM when the calling thread exits (`die_with_parent`): call this from a thread that
         lives as long as the daemon should.
@@ -185,12 +205,16 @@ class IpfsDaemon:
         attempt = 1
         while True:
             api, swarm, gateway = configured or free_ports(3)
-            daemon = cls(path, api, swarm, gateway, owns_repo=owns)
+            daemon = cls(path, api, swarm_port or swarm, gateway, swarm_host=swarm_host, owns_repo=owns)
             try:
                 daemon._launch(timeout)
                 return daemon
             except BaseException as exc:
                 daemon.stop()
+                if isinstance(exc, PortTaken) and swarm_port:
+                    raise DaemonError(f"IPFS swarm port {swarm_port} or another port of the daemon is "
+                                      f"taken (see {path / 'daemon.log'}): choose another --ipfs-swarm-port, "
+                                      "or stop what uses it") from None
                 # Another process took a port between picking and listening: a fresh repo picks again.
                 if isinstance(exc, PortTaken) and configured is None and attempt < PORT_ATTEMPTS:
                     shutil.rmtree(path / "repo", ignore_errors=True)
@@ -206,7 +230,12 @@ class IpfsDaemon:
 
     @property
     def swarm_multiaddr(self) -> str:
-        return f"/ip4/127.0.0.1/tcp/{self.swarm_port}/p2p/{self.peer_id}"
+        """Where an IPFS node on this host dials this daemon."""
+        return f"/ip4/{LOOPBACK}/tcp/{self.swarm_port}/p2p/{self.peer_id}"
+
+    @property
+    def swarm_listen(self) -> str:
+        return f"/ip4/{self.swarm_host}/tcp/{self.swarm_port}"
 
     @property
     def running(self) -> bool:
@@ -217,6 +246,8 @@ class IpfsDaemon:
         self.kind = kind
         env = {**os.environ, "IPFS_PATH": str(self.repo / "repo")}
         fresh = not (self.repo / "repo").exists()
+        if not fresh:
+            _set_swarm_addr(self.repo / "repo" / "config", self.swarm_listen)
         if kind == "kubo":
             argv = [*exe, "daemon", "--migrate=false"]
             if fresh:
@@ -225,7 +256,7 @@ class IpfsDaemon:
             cfg = self.repo / "init-config.json"
             ports = (self.api_port, self.swarm_port, self.gateway_port)
             rpc = next(p for p in free_ports(4) if p not in ports)
-            cfg.write_text(json.dumps(_config(*ports, rpc)))
+            cfg.write_text(json.dumps(_config(*ports, rpc, self.swarm_host)))
             argv = [*exe, "daemon", "--init-profile", "test", "--init-config", str(cfg),
                     "--enable-preload=false"]
         logfile = open(self.repo / "daemon.log", "ab")  # noqa: SIM115 - the child keeps writing to it
@@ -246,7 +277,8 @@ class IpfsDaemon:
     def _init_kubo(self, exe: list[str], env: dict[str, str]) -> None:
         subprocess.run([*exe, "init", "--profile", "test"], env=env, check=True, capture_output=True,
                        timeout=60)
-        config = _config(self.api_port, self.swarm_port, self.gateway_port, rpc=0)  # Kubo has no RPC address
+        # Kubo has no RPC address
+        config = _config(self.api_port, self.swarm_port, self.gateway_port, rpc=0, swarm_host=self.swarm_host)
         settings = {**{k: v for k, v in _flatten(config)
                        if not k.startswith(("Discovery.webRTCStar", "Addresses.RPC"))}, **_KUBO_EXTRA}
         for key, value in settings.items():

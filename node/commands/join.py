@@ -21,7 +21,16 @@ from swarm.strategies import runnable
 HELP = {
     "swarm": "swarm id: peers of one swarm share the gossip topic /swarm/<id>/announce/1",
     "bootstrap": "multiaddr of a swarm-bootstrap peer (/ip4/../tcp/../p2p/..); repeatable",
-    "listen": "libp2p listen multiaddr (default loopback; use /ip4/0.0.0.0/... to be reachable)",
+    "listen": "libp2p listen multiaddr (default /ip4/0.0.0.0/tcp/0: every interface, a port picked at "
+              "start; give a fixed port to forward it on your router; /ip4/127.0.0.1/... keeps this peer "
+              "on this host)",
+    "announce_addr": "libp2p address other peers should dial instead of this host's interface addresses, "
+                     "e.g. /ip4/<router's public ip>/tcp/<forwarded port>; repeatable",
+    "ipfs_swarm_port": "swarm port of the private IPFS daemon, where peers fetch your snapshots (0: picked "
+                       "once, kept in the data dir); it listens where --listen does; its API never leaves "
+                       "127.0.0.1",
+    "ipfs_announce_addr": "IPFS address peers should dial for your snapshots instead of the daemon's own, "
+                          "e.g. /ip4/<public ip>/tcp/<forwarded port>; repeatable",
     "ipfs_api": f"Kubo RPC API multiaddr; empty: use {DEFAULT_IPFS_API} if it answers, else start a "
                 "private daemon; 'private': always start a private daemon",
     "data_dir": "where keys, checkpoints, status and the private IPFS repo live",

@@ -19,6 +19,7 @@ from node.demo import join_argv
 from node.ipfs_setup import private_daemon_pid, start_private
 from node.processes import Bootstrap, Child, kill_all
 from node.status import read_status, read_status_or_none
+from p2p.addresses import LOOPBACK_LISTEN
 from storage import IpfsDaemon, IpfsStore, decode
 
 SWARM = "itest"
@@ -57,7 +58,8 @@ def procs(tmp_path: Path) -> Iterator[list[Child]]:
 
 def trainer(tmp_path: Path, name: str, bootstrap: str, client: int, clients: int,
             **over: object) -> NodeConfig:
-    settings: dict = dict(swarm=SWARM, bootstrap=[bootstrap], ipfs_api="private", data_dir=tmp_path / name,
+    settings: dict = dict(swarm=SWARM, bootstrap=[bootstrap], listen=LOOPBACK_LISTEN, ipfs_api="private",
+                          data_dir=tmp_path / name,
                           dataset="fashion-mnist", partition="iid", clients=clients, client=client,
                           samples_per_client=100, local_epochs=1, lr=0.003, strategy="dac", neighbours=1,
                           rounds=4, round_interval_s=1.0, headless=True)
