@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -87,6 +88,32 @@ def test_a_clean_exit_stops_processes_with_sigterm() -> None:
         sleeper = net.public_host("a").popen(["sleep", "60"])
     assert sleeper.returncode == -15
     assert leftover_namespaces(net.id) == []
+
+
+def test_processes_die_with_a_harness_killed_outright() -> None:
+    # SIGKILL leaves no time to clean up: the started process must still go (PR_SET_PDEATHSIG), while
+    # the namespaces stay behind, so this test deletes them itself.
+    repo = Path(__file__).resolve().parents[2]
+    script = ("import sys, time; from support.netns import internet\n"
+              "with internet() as net:\n"
+              "    sleeper = net.public_host('a').popen(['sleep', '60'])\n"
+              "    print(net.id, sleeper.pid, flush=True); time.sleep(60)\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(repo / "tests"), str(repo)])}
+    harness = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        assert harness.stdout is not None
+        net_id, pid = harness.stdout.readline().split()
+    finally:
+        harness.kill()
+        harness.wait(10)
+    try:
+        deadline = time.monotonic() + 5
+        while _running(int(pid)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not _running(int(pid))
+    finally:
+        for ns in leftover_namespaces(net_id):
+            subprocess.run(["ip", "netns", "del", ns], check=True, timeout=10)
 
 
 def test_without_root_it_says_to_run_as_root(monkeypatch: pytest.MonkeyPatch) -> None:
