@@ -84,8 +84,9 @@ class IpfsWorkers:
                 self.dialled[addr] = math.inf if ok else time.monotonic() + IPFS_REDIAL_S
 
     def reach(self, ann: Announcement) -> str:
-        """How this node gets the announcer's snapshots: "direct" when our daemon dialled one of its
-        addresses; otherwise over a connection the announcer opened or through a pinner."""
+        """How this node gets the announcer's snapshots: "direct" when the two daemons are connected
+        (a dial of an announced address succeeds then, whoever opened the connection), else "via
+        pinner" (or "inbound", with no pinner known: over another peer's connection)."""
         with self._lock:
             if any(self.dialled.get(a) == math.inf for a in ann.addrs):
                 return "direct"
