@@ -186,8 +186,9 @@ class ReachService:
         host.set_stream_handler(PROTOCOL_ID, self.handle)
 
     async def handle(self, stream: INetStream) -> None:
-        peer = stream.muxed_conn.peer_id.to_base58()[-8:]
+        peer = "?"
         try:
+            peer = stream.muxed_conn.peer_id.to_base58()[-8:]
             if self._slots.value == 0:
                 await self._reply(stream, {"error": "busy; try again in a few seconds"})
                 return

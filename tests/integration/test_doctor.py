@@ -54,8 +54,7 @@ def test_doctor_sees_a_reachable_peer_with_a_good_clock(bootstrap: Bootstrap, tm
     assert reach["observed"].startswith("/ip4/127.0.0.1/tcp/")
     assert reach["reachable_directly"] is True
     assert checks["clock"]["status"] == "OK" and abs(checks["clock"]["clock_skew_s"]) < 1.0
-    assert checks["device"] == {"status": "OK", "summary": checks["device"]["summary"], "advice": "",
-                                "device": "cpu"}
+    assert checks["device"]["status"] == "OK" and checks["device"]["device"] in ("cpu", "cuda", "mps")
     # The IPFS verdict depends on this machine (is js-ipfs or Kubo installed?); the exit code follows it.
     problems = [name for name, c in checks.items() if c["status"] == "PROBLEM"]
     assert report["ok"] is (not problems) and code == (1 if problems else 0)
