@@ -77,7 +77,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "Check what would stop this machine from joining a swarm: the bootstrap, how the swarm sees "
         "you (address, reachable directly or only outbound), clock skew, the IPFS daemon, the compute "
         "device and free disk. Takes the same settings as `join` (flags, SWARM_* variables, --config). "
-        "Exit code 0: no problem; 1: at least one problem (each line says what to do)."
+        "One line per check: OK, WARN (join works around it), PROBLEM (it stops join or cuts you off) "
+        "or SKIP, with what to do. Exit code 0: no problem; 1: at least one problem."
     )
     parser.add_argument("--config", type=Path, help=CONFIG_HELP)
     add_setting_flags(parser, SETTINGS, {
