@@ -18,7 +18,7 @@ import ipaddress
 import json
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -180,7 +180,7 @@ async def _tcp_opens(ip: str, port: int) -> bool:
 class ReachService:
     """Serves reach on a host: `ReachService(host)` registers the stream handler."""
 
-    def __init__(self, host: IHost, clock: Any = time.time) -> None:
+    def __init__(self, host: IHost, clock: Callable[[], float] = time.time) -> None:
         self._clock = clock
         self._slots = trio.Semaphore(MAX_CONCURRENT)
         host.set_stream_handler(PROTOCOL_ID, self.handle)
