@@ -3,7 +3,8 @@
 It registers and answers rendezvous requests, relays (and validates) announcements on the topics of the
 swarms it serves, stores nothing, and prints `BOOTSTRAP <multiaddr>/p2p/<peer id>` once ready. Like a
 node, it bans flooders (p2p/bans.py): every peer talks to it, so it is the first a flooder
-reaches. One validator serves all its swarms, so a publisher's rate limit counts across them.
+reaches. One validator serves all its swarms, so a publisher's rate limit counts across them. It also
+answers reach requests (p2p/reach.py), which tell a peer how the swarm sees it (`swarm-node doctor`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from p2p.announcement import AnnouncementError, topic_for
 from p2p.bans import BanEnforcer
 from p2p.host import build_host, build_pubsub, innermost_error, quiet_libp2p_logs
 from p2p.identity import KEY_FILE, IdentityError, load_or_create
+from p2p.reach import ReachService
 from p2p.validator import AnnounceValidator
 
 DEFAULT_LISTEN = "/ip4/0.0.0.0/tcp/4040"
@@ -59,6 +61,7 @@ async def serve(key_file: Path, listen: Multiaddr, swarms: list[str], announce: 
     host = build_host(key_pair, announce)
     pubsub, router = build_pubsub(host)
     RendezvousService(host)
+    ReachService(host)
     bans = BanEnforcer(host, pubsub, AnnounceValidator())
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with host.run([listen]), background_trio_service(pubsub), background_trio_service(router):

@@ -14,5 +14,5 @@
 - `timing`: seconds per phase of a round.
 - `processes`: child processes read in the background (the demo's bootstrap and peers).
 - `demo`: a small swarm on this machine, compared with training alone.
-- `cli`, `commands/`: the `swarm-node` subcommands.
+- `cli`, `commands/`: the `swarm-node` subcommands (`doctor` checks a machine before it joins).
 """

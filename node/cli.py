@@ -19,6 +19,7 @@ COMMANDS: dict[str, str] = {
     "publish": "put a snapshot file in IPFS and announce it to a swarm",
     "inspect": "show what a snapshot file or CID holds",
     "status": "live view of a node already running on this machine",
+    "doctor": "check what would stop this machine from joining: bootstrap, reachability, clock, IPFS, disk",
 }
 
 

@@ -7,6 +7,7 @@
 - `bans`: puts those bans into effect on a host.
 - `host`: builds the libp2p host and gossipsub router with the settings py-libp2p's defaults get wrong.
 - `connections`: keeps a node connected (bootstrap dialing, rendezvous, address book, redials).
+- `reach`: how another peer sees us (observed address, clock, TCP reachability); the bootstrap serves it.
 - `gossip`: `GossipService`, host + gossipsub in a trio thread behind a small thread-safe API.
 - `errors`: `P2PError`, the base of every error this package raises (libp2p's own are mapped to it).
 

@@ -98,7 +98,7 @@ def die_with_parent(sig: int = signal.SIGTERM) -> Callable[[], None] | None:
     return set_pdeathsig
 
 
-def _daemon_command() -> tuple[str, list[str]]:
+def daemon_command() -> tuple[str, list[str]]:
     """(kind, executable) of the daemon to run: Kubo on PATH wins, else js-ipfs (SWARM_JSIPFS overrides)."""
     kubo = shutil.which("ipfs")
     if kubo and "SWARM_JSIPFS" not in os.environ:
@@ -242,7 +242,7 @@ class IpfsDaemon:
         return self.proc is not None and self.proc.poll() is None
 
     def _launch(self, timeout: float) -> None:
-        kind, exe = _daemon_command()
+        kind, exe = daemon_command()
         self.kind = kind
         env = {**os.environ, "IPFS_PATH": str(self.repo / "repo")}
         fresh = not (self.repo / "repo").exists()

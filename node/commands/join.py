@@ -72,20 +72,30 @@ HELP = {
 }
 
 
+CONFIG_HELP = "TOML file with settings (top level or [node])"
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", type=Path, help="TOML file with settings (top level or [node])")
+    parser.add_argument("--config", type=Path, help=CONFIG_HELP)
+    add_setting_flags(parser, [f.name for f in config_fields()])
+
+
+def add_setting_flags(parser: argparse.ArgumentParser, names: list[str],
+                      help_text: dict[str, str] | None = None) -> None:
+    """One flag per named `NodeConfig` field, parsed as `join` parses it (`doctor` checks a subset).
+    Flags not given are absent from the namespace, so `load_config` lets TOML and SWARM_* fill them."""
     hints = typing.get_type_hints(NodeConfig)
-    for f in config_fields():
-        flag = "--" + f.name.replace("_", "-")
-        kind = hints[f.name]
+    for name in names:
+        flag = "--" + name.replace("_", "-")
+        kind = hints[name]
+        text = (help_text or {}).get(name, HELP.get(name))
         if kind is bool:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
-                                help=HELP.get(f.name))
+                                help=text)
         elif typing.get_origin(kind) is list:
-            parser.add_argument(flag, action="append", default=argparse.SUPPRESS, help=HELP.get(f.name))
+            parser.add_argument(flag, action="append", default=argparse.SUPPRESS, help=text)
         else:
-            parser.add_argument(flag, default=argparse.SUPPRESS, help=HELP.get(f.name),
-                                metavar=f.name.upper())
+            parser.add_argument(flag, default=argparse.SUPPRESS, help=text, metavar=name.upper())
 
 
 def run(args: argparse.Namespace) -> int:
