@@ -45,9 +45,7 @@ from storage.ipfs import IpfsStore
 
 log = logging.getLogger(__name__)
 
-SETTINGS = ["bootstrap", "listen", "ipfs_api", "data_dir", "device"]
-# join's default listens on loopback only, where no other machine can reach it: test any interface.
-DOCTOR_LISTEN = "/ip4/0.0.0.0/tcp/0"
+SETTINGS = ["bootstrap", "listen", "announce_addr", "ipfs_api", "data_dir", "device"]
 SUGGESTED_PORT = 4001
 DIAL_TIMEOUT_S = 5.0
 SKEW_WARN_S = 5.0
@@ -84,8 +82,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_setting_flags(parser, SETTINGS, {
         "bootstrap": "multiaddr of a swarm-bootstrap peer (/ip4/../tcp/../p2p/..) to check against; "
                      "repeatable: each is dialled, the first that answers is asked how it sees you",
-        "listen": f"listen multiaddr of doctor's short-lived test host, whose reachability is checked "
-                  f"(default {DOCTOR_LISTEN}; use the --listen you give `join`)",
+        "listen": "listen multiaddr of doctor's short-lived test host, whose reachability is checked "
+                  "(default /ip4/0.0.0.0/tcp/0, as for `join`; use the --listen you give `join`)",
+        "announce_addr": "the --announce-addr you give `join` (a forwarded port): doctor asks whether "
+                         "the swarm can connect to exactly these; repeatable",
         "ipfs_api": "the --ipfs-api you give `join`: empty (the default daemon, else a private one), "
                     "'private', or a Kubo RPC API multiaddr; doctor never starts a daemon",
         "data_dir": "the --data-dir you give `join` (its free disk is checked; default ./swarm-data)",
@@ -101,8 +101,6 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"swarm-node doctor: {exc}", file=sys.stderr)
         return 2
-    if "listen" not in flags and cfg.listen == NodeConfig.listen:
-        cfg.listen = DOCTOR_LISTEN
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     checks: list[Check] = []
     emit = _printer(checks, args.json)
@@ -149,7 +147,8 @@ async def _network(cfg: NodeConfig) -> list[Check]:
         return [Check("bootstrap", SKIP, "needs a listen address"),
                 Check("reach", PROBLEM, f"--listen {cfg.listen!r} is not a multiaddr ({e})",
                       "pass e.g. --listen /ip4/0.0.0.0/tcp/4001"), skipped[1]]
-    host = build_host(create_new_key_pair())
+    # With --announce-addr the reach check asks about exactly those addresses (a forwarded port).
+    host = build_host(create_new_key_pair(), cfg.announce_addr)
     async with host.run([listen]):
         answered = await _dial_bootstraps(host, peers)
         if not answered:
