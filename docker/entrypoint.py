@@ -5,8 +5,8 @@
     entrypoint.py node --addr-file F -- swarm-node join ...
 
 `bootstrap` runs the command, passes its output through, and when it prints `BOOTSTRAP <multiaddr>`
-writes that address to F (atomically), with a wildcard /ip4/0.0.0.0 replaced by /dns4/<host> so
-other containers can dial it even after a restart gives the bootstrap a new IP address.
+writes that address to F (atomically), with its IP address (the container's, or a wildcard) replaced
+by /dns4/<host> so other containers can dial it even after a restart gives the bootstrap a new IP.
 `node` waits for F (bounded), then replaces itself with the command plus `--bootstrap <address>`.
 Standard library only; installed in the image as /usr/local/bin/swarm-entrypoint.
 """
@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 BOOTSTRAP_LINE = re.compile(r"^BOOTSTRAP (/\S+/p2p/\S+)\s*$")
-WILDCARD = re.compile(r"^/ip4/0\.0\.0\.0/|^/ip6/::/")
+IP_PART = re.compile(r"^/ip4/[0-9.]+/|^/ip6/[0-9a-fA-F:]+/")
 
 
 class EntrypointError(RuntimeError):
@@ -32,8 +32,8 @@ class EntrypointError(RuntimeError):
 
 
 def dialable(addr: str, host: str) -> str:
-    """`addr` with a wildcard listen address replaced by a DNS name the other containers resolve."""
-    return WILDCARD.sub(f"/dns4/{host}/", addr, count=1)
+    """`addr` with its IP address replaced by a DNS name the other containers resolve."""
+    return IP_PART.sub(f"/dns4/{host}/", addr, count=1)
 
 
 def write_atomic(path: Path, text: str) -> None:
