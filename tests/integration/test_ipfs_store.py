@@ -177,3 +177,20 @@ def test_a_port_taken_before_the_daemon_listens_is_picked_again(
             store = IpfsStore(daemon.api_multiaddr, timeout=20)
             assert store.get(store.put(b"after a second pick")) == b"after a second pick"
         assert time.monotonic() - started < 45  # detected at once, not after the 60 s readiness wait
+
+
+def test_the_swarm_port_follows_the_node_and_the_api_stays_on_loopback(tmp_path: Path) -> None:
+    # A node first run on loopback, then restarted to be reachable from other hosts: same repo, same
+    # identity and ports, the swarm port now on every interface; the API never leaves 127.0.0.1.
+    with IpfsDaemon.start(tmp_path) as local:
+        peer, port = local.peer_id, local.swarm_port
+        assert local.swarm_listen == f"/ip4/127.0.0.1/tcp/{port}"
+    with IpfsDaemon.start(tmp_path, swarm_host="0.0.0.0") as wide:
+        assert (wide.peer_id, wide.swarm_port) == (peer, port)
+        assert wide.swarm_listen == f"/ip4/0.0.0.0/tcp/{port}"
+        assert wide.api_multiaddr.startswith("/ip4/127.0.0.1/")
+        listening = {line.split()[1] for line in Path("/proc/net/tcp").read_text().splitlines()[1:]
+                     if line.split()[3] == "0A"}  # state LISTEN; local address as hex ip:port
+        assert f"00000000:{port:04X}" in listening, "the swarm port does not listen on 0.0.0.0"
+        assert f"00000000:{wide.api_port:04X}" not in listening, "the API listens beyond loopback"
+        assert f"0100007F:{wide.api_port:04X}" in listening
