@@ -115,7 +115,7 @@ class Node:
         self.publisher = Publisher(self.workers, self.gossip, encoding=cfg.encoding, role=cfg.role,
                                    status=self.status, timer=self.timer)
         if cfg.role == "pinner":
-            self.pinner = Pinner(self.workers, self.gossip, self.event)
+            self.pinner = Pinner(self.workers, self.event)
         self._resume()
         self.status.state = "running"
         self.event(f"joined swarm {cfg.swarm} as {cfg.role} on {self.gossip.addrs[0]}")
@@ -309,7 +309,7 @@ class Node:
                 self.workers.meet_pinner(ann)
             self.table.fold(ann)
         if self.pinner is not None:
-            self.pinner.announce_presence(self.status.ipfs_addrs)
+            self.pinner.announce_presence(self.gossip, self.status.ipfs_addrs)
             self.pinner.pin_newest([a for a in anns if a.publisher != self.table.me
                                     and a.role in SNAPSHOT_ROLES])
         self.publish_status()

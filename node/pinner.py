@@ -26,19 +26,19 @@ PRESENCE_EVERY_S = 5.0
 class Pinner:
     """Pins what publishers announce, the newest PINNER_KEEP_PER_PEER of each, and unpins older ones."""
 
-    def __init__(self, workers: IpfsWorkers, gossip: GossipService, emit: Emit) -> None:
-        self.workers, self.gossip, self.emit = workers, gossip, emit
+    def __init__(self, workers: IpfsWorkers, emit: Emit) -> None:
+        self.workers, self.emit = workers, emit
         self.pinned: dict[str, list[str]] = {}  # publisher -> its pinned CIDs, oldest first
         self.card = ""  # CID of the card the presence announcements name
         self.last_presence = float("-inf")
 
-    def announce_presence(self, ipfs_addrs: list[str]) -> None:
+    def announce_presence(self, gossip: GossipService, ipfs_addrs: list[str]) -> None:
         """Every PRESENCE_EVERY_S, tell the swarm where this pinner's IPFS daemon listens. An
         announcement names a CID; a pinner's names a small card saying what it keeps."""
         if time.monotonic() - self.last_presence < PRESENCE_EVERY_S or not ipfs_addrs:
             return
         self.last_presence = time.monotonic()
-        card = msgpack.packb({"role": PINNER, "peer_id": self.gossip.peer_id,
+        card = msgpack.packb({"role": PINNER, "peer_id": gossip.peer_id,
                               "keeps_per_publisher": PINNER_KEEP_PER_PEER})
         try:
             if not self.card:
@@ -46,8 +46,8 @@ class Pinner:
                 self.workers.store.pin(self.card)
             # The round only has to grow, also across restarts (peers drop a repeated (cid, round) as
             # a replay), and the card's CID never changes: the clock it is.
-            self.gossip.publish(Announcement(
-                cid=self.card, publisher=self.gossip.peer_id, round=int(time.time()), schema=PINNER,
+            gossip.publish(Announcement(
+                cid=self.card, publisher=gossip.peer_id, round=int(time.time()), schema=PINNER,
                 samples=0, loss=None, encoding="card", size=len(card), timestamp=time.time(), role=PINNER,
                 addrs=tuple(ipfs_addrs)))
         except (StoreError, GossipError, AnnouncementError) as exc:
