@@ -3,8 +3,10 @@
 - `loop`: `Node`, one peer's rounds: fold announcements, choose, train, judge, publish, merge, checkpoint.
 - `downloads`: the chosen neighbours' newest snapshots, fetched while training, checked, decoded.
 - `publisher`: encode, put, pin and announce this peer's snapshots; goodbye on leaving.
-- `pinner`: the pinner role, keeping other peers' newest snapshots available.
-- `ipfs_workers`: IPFS calls that wait, on worker threads, with direct dialling of announcers.
+- `pinner`: the pinner role, keeping other peers' newest snapshots available and carrying those of
+  peers behind NAT (it announces where its IPFS daemon listens).
+- `ipfs_workers`: IPFS calls that wait, on worker threads, with direct dialling of announcers and
+  pinners, and how each peer's snapshots reach us (direct / via pinner).
 - `ipfs_setup`: which IPFS daemon a node uses (the user's, a local Kubo, or its own private one).
 - `learner`: the trainer's learning side (shard, model, strategy, metric, best model), via methods.
 - `peer_table`: what this node knows of every other peer, folded from announcements.

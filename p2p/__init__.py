@@ -6,6 +6,8 @@
   decides which flooding peers are banned.
 - `bans`: puts those bans into effect on a host.
 - `host`: builds the libp2p host and gossipsub router with the settings py-libp2p's defaults get wrong.
+- `addresses`: which addresses a peer advertises (interfaces for a wildcard, no loopback to other
+  hosts, or the user's --announce-addr) and the check of listen/announce options.
 - `connections`: keeps a node connected (bootstrap dialing, rendezvous, address book, redials).
 - `reach`: how another peer sees us (observed address, clock, TCP reachability); the bootstrap serves it.
 - `gossip`: `GossipService`, host + gossipsub in a trio thread behind a small thread-safe API.
