@@ -61,8 +61,8 @@ AGENT_REPLY_S = 90.0  # beyond the agent's own 60 s IPFS timeout
 LOOPBACK, EVERY_INTERFACE = "127.0.0.1", "0.0.0.0"
 BOOTSTRAP_PORT = 4040
 TRAINERS = 3
-PATHS = ("same host", "direct across hosts", "NATed via pinner")
-SCENARIOS = ("same host", "direct across hosts", "NATed via pinner")
+# The three placements, the first the baseline: fetch paths and join scenarios alike.
+SAME, DIRECT, NAT = PLACES = ("same host", "direct across hosts", "NATed via pinner")
 # Settings of tests/integration/test_multihost.py with shorter rounds: the first merge is the figure.
 # 6 rounds, not fewer: a NATed trainer that fetches before it has heard of the pinner waits out the
 # fetch timeout (dial, then get: 20 s); with 3 rounds of 5 s it could finish without ever merging.
@@ -200,8 +200,7 @@ def fetch_once(path: FetchPath) -> None:
 def measure_fetch(root: Path, repeats: int) -> dict[str, FetchPath]:
     root.mkdir()
     with internet("swb") as net:
-        paths = dict(zip(PATHS, (same_host_path(net, root), direct_path(net, root), nat_path(net, root)),
-                         strict=True))
+        paths = {SAME: same_host_path(net, root), DIRECT: direct_path(net, root), NAT: nat_path(net, root)}
         try:
             for _ in range(repeats):  # paths interleaved, so drift in machine load hits all alike
                 for path in paths.values():
@@ -267,18 +266,18 @@ def read_times(trainer: Trainer, log: Path) -> None:
 def run_scenario(scenario: str, root: Path, timeout: float) -> list[Trainer]:
     """Bootstrap (and pinner), then 3 trainers at once; waits until they finish their rounds."""
     root.mkdir()
-    swarm = f"across-{SCENARIOS.index(scenario)}"
+    swarm = f"across-{PLACES.index(scenario)}"
     with internet("swb") as net:
-        if scenario == "same host":
+        if scenario == SAME:
             host = net.public_host("one")
-            hosts, boot_ip, listen = [host] * TRAINERS, LOOPBACK, {"listen": f"/ip4/{LOOPBACK}/tcp/0"}
-            bootstrap = start_bootstrap(host, root, swarm, boot_ip)
+            hosts, listen = [host] * TRAINERS, {"listen": f"/ip4/{LOOPBACK}/tcp/0"}
+            bootstrap = start_bootstrap(host, root, swarm, LOOPBACK)
         else:
             boot_host = net.public_host("boot")
-            make = net.nat_host if scenario == "NATed via pinner" else net.public_host
+            make = net.nat_host if scenario == NAT else net.public_host
             hosts, listen = [make(f"t{i}") for i in range(TRAINERS)], {}
             bootstrap = start_bootstrap(boot_host, root, swarm, boot_host.ip)
-            if scenario == "NATed via pinner":
+            if scenario == NAT:
                 join(net.public_host("pinner"), root, "pinner", swarm, bootstrap, role="pinner")
         trainers, procs = [], []
         for i, host in enumerate(hosts):
@@ -307,7 +306,7 @@ def median_or_none(values: list[float]) -> float | None:
 
 
 def fetch_table(paths: dict[str, FetchPath]) -> str:
-    base = paths[PATHS[0]]
+    base = paths[SAME]
     rows = ["| path | get median s | get min s | median / same host | min / same host "
             "| pinner's pin median s |", "|---|---:|---:|---:|---:|---:|"]
     for name, path in paths.items():
@@ -329,7 +328,7 @@ def join_medians(trainers: list[Trainer]) -> tuple[float | None, float | None]:
 
 
 def join_table(scenarios: dict[str, list[Trainer]]) -> str:
-    base_start, base_joined = join_medians(scenarios[SCENARIOS[0]])
+    base_start, base_joined = join_medians(scenarios[SAME])
     rows = ["| scenario | trainers merged | 1st merge in round | start → 1st merge s | / same host "
             "| joined → 1st merge s | / same host |", "|---|---:|---|---:|---:|---:|---:|"]
     for name, trainers in scenarios.items():
@@ -376,7 +375,7 @@ def main() -> int:
             raw["fetch"] = {n: {"get_s": p.get_s, "pin_s": p.pin_s} for n, p in paths.items()}
         if "join" in args.parts:
             scenarios = {s: run_scenario(s, root / f"join-{i}", args.join_timeout)
-                         for i, s in enumerate(SCENARIOS)}
+                         for i, s in enumerate(PLACES)}
             print(f"Join to first merge, {TRAINERS} trainers per scenario "
                   "(median over trainers that merged)\n")
             print(join_table(scenarios) + "\n")
