@@ -46,6 +46,9 @@ class IpfsWorkers:
     def __init__(self, store: IpfsStore, timeout_s: float, report: Report) -> None:
         self.store, self.timeout_s, self.report = store, timeout_s, report
         self.pool = ThreadPoolExecutor(IPFS_WORKERS, thread_name_prefix="ipfs")
+        # Pinners are dialled on their own thread: queued behind fetches that wait out their timeout,
+        # a NATed newcomer found its pinner only rounds later, and nobody could get its snapshots.
+        self.pinner_dialer = ThreadPoolExecutor(1, thread_name_prefix="ipfs-pinners")
         self._lock = threading.Lock()
         self.dialled: dict[str, float] = {}  # address -> when to dial it again (inf: connected)
         self.pinners: dict[str, Announcement] = {}  # pinner peer id -> its newest presence
@@ -69,7 +72,7 @@ class IpfsWorkers:
         if ann.publisher not in self.pinners:
             self.report(f"found pinner {short_id(ann.publisher)}")
         self.pinners[ann.publisher] = ann
-        self.pool.submit(self.connect, ann)
+        self.pinner_dialer.submit(self.connect, ann)
 
     def connect(self, ann: Announcement) -> None:
         """Dial each announced address that is not connected and not waiting to be dialled again."""
@@ -108,3 +111,4 @@ class IpfsWorkers:
 
     def shutdown(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)
+        self.pinner_dialer.shutdown(wait=False, cancel_futures=True)
