@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# What the thesis table still needs after docs/experiments/thesis-rotation.sh: DAC with cosine
+# similarity of updates at the thesis's other temperatures (100, 300; 200 is in the main table), and
+# the label-shift analogue (swarm/configs/fmnist-label-shift-thesis.toml). One run per directory;
+# finished runs are skipped, interrupted ones resume from checkpoint.pt; two copies share the rows out:
+#   nice -n 10 bash docs/experiments/thesis-more.sh [RUNS_DIR] &   (SEEDS="1 2", ROUNDS=300)
+#   nice -n 10 bash docs/experiments/thesis-more.sh [RUNS_DIR] &
+# then: .venv/bin/python -m swarm.sim.grid table RUNS_DIR/label-shift
+set -euo pipefail
+runs=${1:-runs}
+SIM=${SWARM_NODE:-.venv/bin/swarm-node}
+ROTATION=swarm/configs/fmnist-rotation-thesis.toml
+LABEL_SHIFT=swarm/configs/fmnist-label-shift-thesis.toml
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}  # one process per core, one thread each (docs/benchmarks.md)
+
+run() {  # run CONFIG DIR NAME KEY=VALUE...
+  local config=$1 dir=$2 name=$3; shift 3
+  [[ -f $dir/$name/summary.json ]] && return 0
+  mkdir -p "$dir"
+  exec {lock}>"$dir/$name.lock"
+  flock -n "$lock" || { exec {lock}>&-; return 0; }  # the other copy runs it
+  local sets=(--set "rounds=${ROUNDS:-300}")
+  for kv in "$@"; do sets+=(--set "$kv"); done
+  $SIM simulate --quiet --config "$config" "${sets[@]}" --out "$dir/$name"
+  rm -f "$dir/$name"/*.png  # plots of all rows are drawn from rounds.csv
+  exec {lock}>&-
+}
+
+for tau in 100 300; do
+  run "$ROTATION" "$runs/thesis-rotation" "dac-cosine-updates-tau$tau-s1" seed=1 strategy=dac \
+      similarity=cosine-updates tau=$tau
+done
+for seed in ${SEEDS:-1 2}; do
+  ls_runs=$runs/thesis-label-shift
+  run "$LABEL_SHIFT" "$ls_runs" "local-s$seed" seed="$seed" strategy=local lr=0.00005
+  run "$LABEL_SHIFT" "$ls_runs" "random-s$seed" seed="$seed" strategy=random
+  run "$LABEL_SHIFT" "$ls_runs" "oracle-s$seed" seed="$seed" strategy=oracle
+  run "$LABEL_SHIFT" "$ls_runs" "dac-inverse-loss-s$seed" seed="$seed" strategy=dac similarity=inverse-loss
+  run "$LABEL_SHIFT" "$ls_runs" "ours-s$seed" seed="$seed" strategy=dac similarity=inverse-loss merge_guard=true \
+      guard_tolerance=0.1 explore_unknown=true encoding=int8
+  run "$LABEL_SHIFT" "$ls_runs" "panm-inverse-loss-s$seed" seed="$seed" strategy=panm similarity=inverse-loss
+done
