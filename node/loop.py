@@ -113,7 +113,7 @@ class Node:
         self.downloads = Downloads(self.workers, self.table, max_size=mib_to_bytes(cfg.max_snapshot_mb),
                                    status=self.status, timer=self.timer, emit=self.event)
         self.publisher = Publisher(self.workers, self.gossip, encoding=cfg.encoding, role=cfg.role,
-                                   status=self.status, timer=self.timer)
+                                   status=self.status, timer=self.timer, data_dir=cfg.data_dir)
         if cfg.role == "pinner":
             self.pinner = Pinner(self.workers, self.event)
         self._resume()
@@ -265,6 +265,7 @@ class Node:
     def finish_exchange(self, exchange: Exchange) -> None:
         """Wait for the downloads, then score and merge what arrived and passed the checks."""
         assert self.learner is not None and self.table is not None and self.downloads is not None
+        assert self.publisher is not None
         learner, view = self.learner, exchange.view
         arrived = self.downloads.collect(exchange)
         scores: dict[str, float] = {}
@@ -295,6 +296,8 @@ class Node:
         self.merges += len(used)
         self.table.mark_merged({p: (w, arrived[p][0].cid) for p, w in used.items()})
         if used:
+            self.status.last_merge = self.publisher.note_merge(
+                self.round, verdict.weights, {p: arrived[p][0].cid for p in used}, scores).status()
             merged = ", ".join(f"{short_id(p)} ({w:.2f})" for p, w in used.items())
             self.event(f"round {self.round}: merged {merged}", round=self.round, merged=list(used),
                        merged_cids=[arrived[p][0].cid for p in used])
