@@ -127,6 +127,7 @@ class Node:
         assert self.table is not None and self.publisher is not None
         self.round = saved.round
         self.publisher.own_cids = [saved.last_cid] if saved.last_cid else []
+        self.publisher.restore_merge(saved.merge)
         self.table.load_list(saved.peers)
         if self.learner is not None:
             self.learner.restore(vars(saved))
@@ -213,7 +214,7 @@ class Node:
         with timer("checkpoint"):
             checkpoint.save(self.cfg.data_dir, checkpoint.Checkpoint(
                 peer_id=self.table.me, round=self.round, peers=self.table.to_list(),
-                last_cid=self.publisher.last_cid, **self.learner.saved()))
+                last_cid=self.publisher.last_cid, merge=self.publisher.saved_merge(), **self.learner.saved()))
         self.event(f"round {self.round} took {sum(timer.spent.values()):.2f} s",
                    round_timings={k: round(v, 5) for k, v in timer.spent.items()})
 
@@ -297,7 +298,7 @@ class Node:
         self.table.mark_merged({p: (w, arrived[p][0].cid) for p, w in used.items()})
         if used:
             self.status.last_merge = self.publisher.note_merge(
-                self.round, verdict.weights, {p: arrived[p][0].cid for p in used}, scores).status()
+                self.round, verdict.weights, {p: arrived[p][0].cid for p in used}, scores).record()
             merged = ", ".join(f"{short_id(p)} ({w:.2f})" for p, w in used.items())
             self.event(f"round {self.round}: merged {merged}", round=self.round, merged=list(used),
                        merged_cids=[arrived[p][0].cid for p in used])

@@ -64,10 +64,14 @@ class Provenance:
             out[SIMILARITY_KEY] = json.dumps(self.similarity, separators=(",", ":"))
         return out
 
-    def status(self) -> dict[str, Any]:
-        """What status.json shows of the node's last merge."""
+    def record(self) -> dict[str, Any]:
+        """As status.json shows the node's last merge and its checkpoint keeps it."""
         return {"round": self.round, "self": self.self_cid, "weights": self.weights,
                 "similarity": self.similarity}
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> Provenance:
+        return cls(record["self"], dict(record["weights"]), dict(record["similarity"]), record["round"])
 
 
 def read_provenance(meta: dict[str, Any]) -> tuple[dict[str, float], dict[str, float]]:

@@ -12,6 +12,7 @@ import logging
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from node.ipfs_workers import IpfsWorkers
 from node.learner import Learner
@@ -50,6 +51,13 @@ class Publisher:
         self.merge = Provenance.of_merge(round_, self.gossip.peer_id, self.last_cid if published else "",
                                          weights, cids, scores)
         return self.merge
+
+    def saved_merge(self) -> dict[str, Any]:
+        """The merge not yet published, for the checkpoint: it made the checkpointed model."""
+        return self.merge.record() if self.merge is not None else {}
+
+    def restore_merge(self, record: dict[str, Any]) -> None:
+        self.merge = Provenance.from_record(record) if record else None
 
     def publish(self, learner: Learner, round_: int, loss: float, parents: list[str], ipfs_addrs: list[str]
                 ) -> Announcement:

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import torch
 
-from node import cli
+from node import checkpoint, cli
 from node.lineage import (
     INVALID,
     MAX_PARENTS_FOLLOWED,
@@ -126,6 +126,14 @@ def test_a_merge_records_weights_summing_to_one_with_the_self_parent() -> None:
     unpublished = Provenance.of_merge(4, me, "", {me: 0.5, "a": 0.5}, {"a": first}, {})
     assert unpublished.weights == {first: 0.5}  # my half has no CID to go under
     assert Provenance.alone("").meta() == {} and Provenance.alone(first).weights == {first: 1.0}
+
+
+def test_the_merge_behind_a_checkpointed_model_survives_a_restart(tmp_path: Path) -> None:
+    merge = Provenance.of_merge(3, "me", cid(1), {"me": 0.5, "a": 0.5}, {"a": cid(2)}, {"a": 0.3})
+    checkpoint.save(tmp_path, checkpoint.Checkpoint(peer_id="me", round=3, model={"w": torch.ones(1)},
+                                                    optimizer={}, merge=merge.record()))
+    saved = checkpoint.load(tmp_path)
+    assert saved is not None and Provenance.from_record(saved.merge) == merge
 
 
 def _tiny(meta: dict[str, Any]) -> bytes:
