@@ -5,8 +5,10 @@ similarity each one got.
 Everything read is untrusted metadata, so the walk is bounded whatever it says: at most
 `MAX_PARENTS_FOLLOWED` parents per snapshot (the count dropped is kept), `max_nodes` fetches,
 `depth` generations, each fetch given `timeout` seconds (a fetch that does not return by then is
-abandoned on its daemon thread). A CID that is not one, a fetch that fails and a snapshot that does
-not decode become nodes marked as such, never errors; edges closing a cycle are flagged once.
+abandoned on its daemon thread). Up to `PARALLEL_FETCHES` snapshots are fetched at once, so even a
+lineage whose ancestors are all gone ends within about `max_nodes / PARALLEL_FETCHES * timeout`.
+A CID that is not one, a fetch that fails and a snapshot that does not decode become nodes marked
+as such, never errors; edges closing a cycle are flagged once.
 
 The walk takes a small fetch function (CID, timeout -> meta); `SnapshotSources` is the real one:
 local snapshot caches first (node.publisher.SNAPSHOT_CACHE in data dirs), then IPFS.
@@ -15,6 +17,7 @@ local snapshot caches first (node.publisher.SNAPSHOT_CACHE in data dirs), then I
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -29,6 +32,7 @@ MAX_PARENTS_FOLLOWED = 16  # announcements carry at most 16 parents (p2p.announc
 DEFAULT_DEPTH = 6
 DEFAULT_MAX_NODES = 200
 DEFAULT_TIMEOUT_S = 10.0
+PARALLEL_FETCHES = 8
 _MAX_SHOWN_CHARS = 128  # an invalid "CID" is shown cut to this
 
 # (cid, timeout in seconds) -> the snapshot's meta; raises StoreError when it cannot be had
@@ -91,27 +95,36 @@ def _key(cid: str) -> tuple[str, str]:
         return cid[:_MAX_SHOWN_CHARS], str(exc)[:200]
 
 
-def _within(fetch: FetchMeta, cid: str, timeout: float) -> dict[str, Any]:
-    """`fetch(cid, timeout)`, abandoned (on its daemon thread) if it has not returned after `timeout`."""
-    box: dict[str, Any] = {}
+def _fetch_all(fetch: FetchMeta, cids: list[str], timeout: float) -> list[dict[str, Any] | StoreError]:
+    """`fetch(cid, timeout)` of each CID at once, each on a daemon thread that is abandoned if it has
+    not returned after `timeout`: the meta, or the StoreError that says why there is none."""
+    boxes: list[dict[str, Any]] = [{} for _ in cids]
 
-    def run() -> None:
+    def run(cid: str, box: dict[str, Any]) -> None:
         try:
             box["meta"] = fetch(cid, timeout)
         except Exception as exc:  # handed to the caller below, in its own thread
             box["error"] = exc
 
-    worker = threading.Thread(target=run, name="lineage-fetch", daemon=True)
-    worker.start()
-    worker.join(timeout)
-    if worker.is_alive():
-        raise LineageTimeout(f"not found within {timeout:g} s (--timeout)")
-    if "error" in box:
-        raise box["error"]
-    meta = box["meta"]
-    if not isinstance(meta, dict):
-        raise BadContent(f"its meta is a {type(meta).__name__}, not a map")
-    return meta
+    workers = [threading.Thread(target=run, args=(cid, box), name="lineage-fetch", daemon=True)
+               for cid, box in zip(cids, boxes, strict=True)]
+    deadline = time.monotonic() + timeout
+    for worker in workers:
+        worker.start()
+    out: list[dict[str, Any] | StoreError] = []
+    for worker, box in zip(workers, boxes, strict=True):
+        worker.join(max(deadline - time.monotonic(), 0.0))
+        if worker.is_alive():
+            out.append(LineageTimeout(f"not found within {timeout:g} s (--timeout)"))
+        elif "error" in box:
+            if not isinstance(box["error"], StoreError):
+                raise box["error"]  # a bug in the fetch function, not a missing snapshot
+            out.append(box["error"])
+        elif not isinstance(box["meta"], dict):
+            out.append(BadContent(f"its meta is a {type(box['meta']).__name__}, not a map"))
+        else:
+            out.append(box["meta"])
+    return out
 
 
 def _typed(meta: dict[str, Any], key: str, kind: type | tuple[type, ...]) -> Any:
@@ -158,30 +171,29 @@ def walk(root: str, fetch: FetchMeta, *, depth: int = DEFAULT_DEPTH, max_nodes: 
     lineage = Lineage(key, {key: Ancestor(key, 0)}, depth, max_nodes)
     queue = deque([key])
     while queue:
-        node = lineage.nodes[queue.popleft()]
-        invalid = _key(node.cid)[1]
-        if invalid:
-            node.status, node.note = INVALID, invalid
-            continue
-        if lineage.fetched >= max_nodes:
-            node.note = f"--max-nodes {max_nodes} reached"
-            continue
-        lineage.fetched += 1
-        try:
-            _fill(node, _within(fetch, node.cid, timeout))
-        except BadContent as exc:
-            node.status, node.note = UNREADABLE, str(exc)
-            continue
-        except StoreError as exc:
-            node.status, node.note = MISSING, str(exc)
-            continue
-        for edge in node.parents:
-            if edge.cid not in lineage.nodes:
-                lineage.nodes[edge.cid] = Ancestor(edge.cid, node.depth + 1)
-                if node.depth < depth:
-                    queue.append(edge.cid)
-                else:
-                    lineage.nodes[edge.cid].note = f"beyond --depth {depth}"
+        batch: list[Ancestor] = []
+        while queue and len(batch) < PARALLEL_FETCHES:
+            node = lineage.nodes[queue.popleft()]
+            invalid = _key(node.cid)[1]
+            if invalid:
+                node.status, node.note = INVALID, invalid
+            elif lineage.fetched >= max_nodes:
+                node.note = f"--max-nodes {max_nodes} reached"
+            else:
+                lineage.fetched += 1
+                batch.append(node)
+        for node, got in zip(batch, _fetch_all(fetch, [n.cid for n in batch], timeout), strict=True):
+            if isinstance(got, StoreError):
+                node.status, node.note = UNREADABLE if isinstance(got, BadContent) else MISSING, str(got)
+                continue
+            _fill(node, got)
+            for edge in node.parents:
+                if edge.cid not in lineage.nodes:
+                    lineage.nodes[edge.cid] = Ancestor(edge.cid, node.depth + 1)
+                    if node.depth < depth:
+                        queue.append(edge.cid)
+                    else:
+                        lineage.nodes[edge.cid].note = f"beyond --depth {depth}"
     _flag_cycles(lineage)
     return lineage
 
