@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
 
     from node.lineage import OK, SnapshotSources, snapshot_caches, walk
     from node.lineage_view import dot, tree
-    from storage import cid_of
+    from storage import InvalidCid, cid_of, normalize_cid
 
     if args.depth < 0 or args.max_nodes < 1 or args.timeout <= 0:
         print("swarm-node lineage: --depth must be >= 0, --max-nodes >= 1 and --timeout > 0", file=sys.stderr)
@@ -64,6 +64,12 @@ def run(args: argparse.Namespace) -> int:
             return 1
         root = cid_of(data)
         given[root] = data
+    else:
+        try:
+            normalize_cid(root)
+        except InvalidCid as exc:
+            print(f"swarm-node lineage: {root} is neither a snapshot file nor a CID ({exc})", file=sys.stderr)
+            return 1
     data_dirs = args.data_dir or ([DEFAULT_DATA_DIR] if DEFAULT_DATA_DIR.is_dir() else [])
     sources = SnapshotSources(snapshot_caches(data_dirs), args.ipfs_api, max_size=mib_to_bytes(args.max_mb),
                               given=given)

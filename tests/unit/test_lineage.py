@@ -177,6 +177,8 @@ def test_the_command_reads_a_snapshot_file_and_prints_json(tmp_path: Path, capsy
     assert cli.main(["lineage", cid(77), "--data-dir", str(tmp_path / "node"), "--ipfs-api",
                      "/ip4/127.0.0.1/tcp/9", "--timeout", "2"]) == 1
     assert "IPFS not asked" in capsys.readouterr().out
+    assert cli.main(["lineage", str(tmp_path / "no-such.snap")]) == 1
+    assert "neither a snapshot file nor a CID" in capsys.readouterr().err
 
 
 def test_every_option_has_help() -> None:
