@@ -2,7 +2,10 @@
 
 - `loop`: `Node`, one peer's rounds: fold announcements, choose, train, judge, publish, merge, checkpoint.
 - `downloads`: the chosen neighbours' newest snapshots, fetched while training, checked, decoded.
-- `publisher`: encode, put, pin and announce this peer's snapshots; goodbye on leaving.
+- `publisher`: encode, put, pin and announce this peer's snapshots (and cache them in the data dir);
+  goodbye on leaving.
+- `provenance`: what a snapshot records of the merge that made it (parent weights, similarity).
+- `lineage`, `lineage_view`: a snapshot's ancestry, walked within bounds; as a tree, DOT or JSON.
 - `pinner`: the pinner role, keeping other peers' newest snapshots available and carrying those of
   peers behind NAT (it announces where its IPFS daemon listens).
 - `ipfs_workers`: IPFS calls that wait, on worker threads, with direct dialling of announcers and

@@ -35,6 +35,7 @@ class Checkpoint:
     privacy: dict[str, Any] = field(default_factory=dict)
     last_cid: str = ""
     best: dict[str, Any] = field(default_factory=dict)  # the best model on validation: model, loss, round
+    merge: dict[str, Any] = field(default_factory=dict)  # the merge that made `model` (Provenance.record)
 
 
 def save(data_dir: Path, checkpoint: Checkpoint) -> None:

@@ -18,6 +18,7 @@ COMMANDS: dict[str, str] = {
     "simulate": "run many virtual peers in one process (research experiments)",
     "publish": "put a snapshot file in IPFS and announce it to a swarm",
     "inspect": "show what a snapshot file or CID holds",
+    "lineage": "show the snapshots a snapshot was merged and trained from, with their merge weights",
     "status": "live view of a node already running on this machine",
     "doctor": "check what would stop this machine from joining: bootstrap, reachability, clock, IPFS, disk",
 }

@@ -67,6 +67,11 @@ class PeerOutcome:
     round_timings: list[dict[str, float]] = field(default_factory=list)
     exit_code: int | None = None
 
+    @property
+    def final_cid(self) -> str:
+        """The last snapshot this peer published ("" if none)."""
+        return max(self.published, key=lambda cid: self.published[cid], default="")
+
 
 def node_config(s: DemoSettings, client: int, data_dir: Path, bootstrap: str) -> NodeConfig:
     # Every demo peer runs on this host: nothing listens beyond loopback.

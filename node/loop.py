@@ -113,7 +113,7 @@ class Node:
         self.downloads = Downloads(self.workers, self.table, max_size=mib_to_bytes(cfg.max_snapshot_mb),
                                    status=self.status, timer=self.timer, emit=self.event)
         self.publisher = Publisher(self.workers, self.gossip, encoding=cfg.encoding, role=cfg.role,
-                                   status=self.status, timer=self.timer)
+                                   status=self.status, timer=self.timer, data_dir=cfg.data_dir)
         if cfg.role == "pinner":
             self.pinner = Pinner(self.workers, self.event)
         self._resume()
@@ -127,6 +127,7 @@ class Node:
         assert self.table is not None and self.publisher is not None
         self.round = saved.round
         self.publisher.own_cids = [saved.last_cid] if saved.last_cid else []
+        self.publisher.restore_merge(saved.merge)
         self.table.load_list(saved.peers)
         if self.learner is not None:
             self.learner.restore(vars(saved))
@@ -213,7 +214,7 @@ class Node:
         with timer("checkpoint"):
             checkpoint.save(self.cfg.data_dir, checkpoint.Checkpoint(
                 peer_id=self.table.me, round=self.round, peers=self.table.to_list(),
-                last_cid=self.publisher.last_cid, **self.learner.saved()))
+                last_cid=self.publisher.last_cid, merge=self.publisher.saved_merge(), **self.learner.saved()))
         self.event(f"round {self.round} took {sum(timer.spent.values()):.2f} s",
                    round_timings={k: round(v, 5) for k, v in timer.spent.items()})
 
@@ -265,6 +266,7 @@ class Node:
     def finish_exchange(self, exchange: Exchange) -> None:
         """Wait for the downloads, then score and merge what arrived and passed the checks."""
         assert self.learner is not None and self.table is not None and self.downloads is not None
+        assert self.publisher is not None
         learner, view = self.learner, exchange.view
         arrived = self.downloads.collect(exchange)
         scores: dict[str, float] = {}
@@ -295,6 +297,8 @@ class Node:
         self.merges += len(used)
         self.table.mark_merged({p: (w, arrived[p][0].cid) for p, w in used.items()})
         if used:
+            self.status.last_merge = self.publisher.note_merge(
+                self.round, verdict.weights, {p: arrived[p][0].cid for p in used}, scores).record()
             merged = ", ".join(f"{short_id(p)} ({w:.2f})" for p, w in used.items())
             self.event(f"round {self.round}: merged {merged}", round=self.round, merged=list(used),
                        merged_cids=[arrived[p][0].cid for p in used])

@@ -1,5 +1,9 @@
 """The publishing side of a round: encode this peer's model, put and pin it in IPFS, announce it; keep
 only the last few of its own snapshots pinned; say goodbye when the node leaves.
+
+Every snapshot published also goes into the data dir's snapshot cache (`SNAPSHOT_CACHE`, the last
+`CACHED_SNAPSHOTS`), so `swarm-node lineage` can walk this node's history after its IPFS daemon
+has stopped or collected them.
 """
 
 from __future__ import annotations
@@ -7,44 +11,72 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import replace
+from pathlib import Path
+from typing import Any
 
 from node.ipfs_workers import IpfsWorkers
 from node.learner import Learner
+from node.provenance import Provenance
 from node.status import NodeStatus
 from node.timing import Timer
 from p2p.announcement import LEAVING, MAX_PRIORS, Announcement, AnnouncementError
 from p2p.gossip import GossipError, GossipService
-from storage import schema_fingerprint
+from storage import LocalStore, schema_fingerprint
 from storage.delta import DeltaEncoder
 
 log = logging.getLogger(__name__)
 KEEP_OWN_SNAPSHOTS = 2
+SNAPSHOT_CACHE = "snapshots"  # a LocalStore in the data dir
+CACHED_SNAPSHOTS = 64
 
 
 class Publisher:
     """This peer's own snapshots: what it published and which stay pinned (the keyframe deltas name)."""
 
     def __init__(self, workers: IpfsWorkers, gossip: GossipService, *, encoding: str, role: str,
-                 status: NodeStatus, timer: Timer) -> None:
+                 status: NodeStatus, timer: Timer, data_dir: Path) -> None:
         self.workers, self.gossip, self.role = workers, gossip, role
         self.status, self.timer = status, timer
         self.encoder = DeltaEncoder(encoding)
+        self.cache = LocalStore(data_dir / SNAPSHOT_CACHE)
         self.own_cids: list[str] = []
         self.last_announced: Announcement | None = None
+        self.merge: Provenance | None = None  # the merge since the last publish, if any
+
+    def note_merge(self, round_: int, weights: dict[str, float], cids: dict[str, str],
+                   scores: dict[str, float]) -> Provenance:
+        """Record a merge (peer -> weight, peer -> CID merged, peer -> similarity) for the next snapshot.
+        My part of it is the model published this round, if that publish succeeded."""
+        published = self.last_announced is not None and self.last_announced.round == round_
+        self.merge = Provenance.of_merge(round_, self.gossip.peer_id, self.last_cid if published else "",
+                                         weights, cids, scores)
+        return self.merge
+
+    def saved_merge(self) -> dict[str, Any]:
+        """The merge not yet published, for the checkpoint: it made the checkpointed model."""
+        return self.merge.record() if self.merge is not None else {}
+
+    def restore_merge(self, record: dict[str, Any]) -> None:
+        self.merge = Provenance.from_record(record) if record else None
 
     def publish(self, learner: Learner, round_: int, loss: float, parents: list[str], ipfs_addrs: list[str]
                 ) -> Announcement:
         """Put, pin and announce the learner's current model; raises StoreError when IPFS is down."""
         store = self.workers.store
         state = learner.state()
+        provenance = self.merge or Provenance.alone(self.last_cid)
         meta = {"peer_id": self.gossip.peer_id, "round": round_, "samples": learner.samples,
-                "train_loss": float(loss), "parents": parents, "dp_epsilon": learner.epsilon}
+                "train_loss": float(loss), "parents": parents, "dp_epsilon": learner.epsilon,
+                **provenance.meta()}
         with self.timer("encode"):
             outgoing = self.encoder.encode(state, meta, round=round_)
         data, encoding = outgoing.data, outgoing.encoding
         with self.timer("put"):
             cid = store.put(data)
             store.pin(cid)
+        self.merge = None
+        self.cache.put(data)
+        self.cache.gc(keep_recent=CACHED_SNAPSHOTS)
         replaced = self.encoder.published(outgoing, cid)
         self.own_cids.append(cid)
         self.status.bytes_out += len(data)

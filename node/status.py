@@ -71,6 +71,8 @@ class NodeStatus:
     pid: int = 0
     updated_at: float = 0.0
     peers: list[PeerRow] = field(default_factory=list)
+    # the last merge (node.provenance.Provenance.record): round, self CID, weights and similarity by CID
+    last_merge: dict[str, Any] | None = None
     events: deque[tuple[float, str]] = field(default_factory=lambda: deque(maxlen=MAX_EVENTS))
 
     def event(self, message: str) -> None:

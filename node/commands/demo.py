@@ -8,6 +8,7 @@ import json
 import signal
 import statistics
 import sys
+import tempfile
 import typing
 from pathlib import Path
 
@@ -16,6 +17,8 @@ from rich.live import Live
 from rich.table import Table
 
 from node.demo import DemoSettings, PeerOutcome, run_demo, summary_rounds, verdict
+from node.lineage import SnapshotSources, snapshot_caches, walk
+from node.lineage_view import tree
 from node.status import NodeStatus, short_id
 
 HELP = {
@@ -38,8 +41,10 @@ HELP = {
     "round_interval_s": "a round lasts at least this long (time for neighbours' announcements to arrive)",
     "seed": "seed of the data split, the initial weights and the batches",
     "timeout_s": "give up (and stop every peer) after this many seconds",
-    "workdir": "keep the peers' data and logs here (default: a new temporary folder)",
+    "workdir": "keep the peers' data and logs here (default: a new temporary folder, kept; "
+               "`swarm-node lineage CID --data-dir WORKDIR` reads the peers' snapshots from it)",
 }
+LINEAGE_DEPTH = 3  # generations of the lineage the report prints
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -82,10 +87,29 @@ def final_table(outcomes: list[PeerOutcome]) -> Table:
     return table
 
 
+def print_lineage(console: Console, outcomes: list[PeerOutcome], workdir: Path) -> None:
+    """Each peer's final snapshot, and the lineage of the one that merged most, from the snapshot
+    caches the peers left in `workdir` (their IPFS daemons have stopped)."""
+    from storage.defaults import DEFAULT_MAX_SIZE
+
+    console.print(f"final snapshots (their lineage: swarm-node lineage CID --data-dir {workdir}):")
+    for o in outcomes:
+        console.print(f"  #{o.client} {short_id(o.peer_id)}  {o.final_cid or 'none published'}")
+    shown = max((o for o in outcomes if o.final_cid), key=lambda o: o.merges, default=None)
+    if shown is None:
+        return
+    sources = SnapshotSources(snapshot_caches([workdir]), None, max_size=DEFAULT_MAX_SIZE)
+    console.print(f"lineage of #{shown.client}'s final snapshot, {LINEAGE_DEPTH} generations "
+                  f"(--depth for more):")
+    console.print(tree(walk(shown.final_cid, sources, depth=LINEAGE_DEPTH)))
+
+
 def run(args: argparse.Namespace) -> int:
     # SIGTERM unwinds like Ctrl-C, so the demo stops every process it started.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     settings = DemoSettings(**{f.name: getattr(args, f.name) for f in dataclasses.fields(DemoSettings)})
+    # Named here, not left to run_demo, so the report can point `swarm-node lineage` at it.
+    settings.workdir = settings.workdir or Path(tempfile.mkdtemp(prefix="swarm-demo-"))
     console = Console()
     headless = args.headless or not sys.stdout.isatty()
     last_round = [-1]
@@ -107,6 +131,7 @@ def run(args: argparse.Namespace) -> int:
             outcomes, wall = run_demo(settings, on_tick=lambda st: live.update(live_table(st)))
     console.print(final_table(outcomes))
     console.print(verdict(outcomes))
+    print_lineage(console, outcomes, settings.workdir)
     if args.out is not None:
         write_report(settings, outcomes, wall, args.out)
         console.print(f"report written to {args.out}/summary.json")

@@ -36,7 +36,7 @@ def test_console_script_help_and_version(script: str) -> None:
 
 def test_swarm_node_lists_every_subcommand() -> None:
     out = subprocess.run([str(BIN / "swarm-node"), "--help"], capture_output=True, text=True, timeout=60)
-    for command in ["join", "demo", "simulate", "publish", "inspect", "status"]:
+    for command in ["join", "demo", "simulate", "publish", "inspect", "lineage", "status"]:
         assert command in out.stdout
 
 

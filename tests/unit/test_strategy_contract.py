@@ -19,6 +19,7 @@ from node.downloads import Exchange
 from node.learner import Learner, load_shard
 from node.loop import Node
 from node.peer_table import PeerTable
+from node.provenance import Provenance
 from p2p.announcement import Announcement
 from swarm.sim.config import SimConfig
 from swarm.sim.simulator import simulate
@@ -131,6 +132,18 @@ class OneArrived:
         return dict(self.arrived)
 
 
+class NotesMerges:
+    """The publishing side of a round, as far as a merge is concerned: it hears of each one."""
+
+    def __init__(self) -> None:
+        self.merged: list[dict[str, str]] = []
+
+    def note_merge(self, round_: int, weights: dict[str, float], cids: dict[str, str],
+                   scores: dict[str, float]) -> Provenance:
+        self.merged.append(cids)
+        return Provenance.of_merge(round_, "me", "", weights, cids, scores)
+
+
 def finish_with_one_neighbour(tmp_path: Path, strategy: str, monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The node's merge step on one fetched neighbour; returns the peers it scored."""
     cfg = NodeConfig(dataset="digits", partition="iid", clients=2, samples_per_client=100,
@@ -142,6 +155,7 @@ def finish_with_one_neighbour(tmp_path: Path, strategy: str, monkeypatch: pytest
                            encoding="fp32", size=10, timestamp=time.time())
         node.table.fold(ann)
         node.downloads = OneArrived(ann, learner(client=1).state())  # type: ignore[assignment]
+        node.publisher = publisher = NotesMerges()  # type: ignore[assignment]
         scored: list[str] = []
 
         def score(state: dict) -> float:
@@ -152,6 +166,7 @@ def finish_with_one_neighbour(tmp_path: Path, strategy: str, monkeypatch: pytest
         view = PeerView("me", 1, 100, [Candidate("p1", 100, 1)])
         node.finish_exchange(Exchange(view, ["p1"]))
         assert node.table.records["p1"].merged  # merged either way
+        assert publisher.merged == [{"p1": CID}]
         return scored
     finally:
         node.train_pool.shutdown()
