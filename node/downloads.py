@@ -33,6 +33,17 @@ class Fetched:
 Download = Future[tuple[Fetched | StoreError, float]]
 
 
+@dataclass(frozen=True)
+class Arrived:
+    """A neighbour's snapshot that arrived and passed the checks, with the announcement it answered."""
+
+    announcement: Announcement
+    state: StateDict
+    # The epsilon the snapshot's own meta says its publisher spent (None: no DP, or an old publisher
+    # that did not say): what the merge trusts, since the announcement alone may lie.
+    dp_epsilon: float | None
+
+
 @dataclass
 class Exchange:
     """A round's exchange in flight: the neighbours chosen before training and, for each, the download
@@ -70,15 +81,17 @@ class Downloads:
         for ann, download in zip(newer, self.workers.submit(self._download, newer), strict=True):
             exchange.downloads[ann.publisher] = (ann, download)
 
-    def collect(self, exchange: Exchange) -> dict[str, tuple[Announcement, StateDict]]:
-        """Wait for the downloads; the announcement and weights of each that arrived and passed."""
+    def collect(self, exchange: Exchange) -> dict[str, Arrived]:
+        """Wait for the downloads; each that arrived and passed the checks."""
         with self.timer("fetch"):  # only what training and publishing did not hide
             wait([download for _, download in exchange.downloads.values()])
         arrived = {}
         for peer_id, (ann, download) in exchange.downloads.items():
-            state = self.check(ann, *download.result())
-            if state is not None:
-                arrived[peer_id] = (ann, state)
+            fetched, seconds = download.result()
+            state = self.check(ann, fetched, seconds)
+            if state is not None and isinstance(fetched, Fetched):
+                epsilon = fetched.snapshot.meta.get("dp_epsilon")
+                arrived[peer_id] = Arrived(ann, state, None if epsilon is None else float(epsilon))
         return arrived
 
     def _download(self, ann: Announcement) -> Fetched:
