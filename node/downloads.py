@@ -87,11 +87,9 @@ class Downloads:
             wait([download for _, download in exchange.downloads.values()])
         arrived = {}
         for peer_id, (ann, download) in exchange.downloads.items():
-            fetched, seconds = download.result()
-            state = self.check(ann, fetched, seconds)
-            if state is not None and isinstance(fetched, Fetched):
-                epsilon = fetched.snapshot.meta.get("dp_epsilon")
-                arrived[peer_id] = Arrived(ann, state, None if epsilon is None else float(epsilon))
+            checked = self.check(ann, *download.result())
+            if checked is not None:
+                arrived[peer_id] = checked
         return arrived
 
     def _download(self, ann: Announcement) -> Fetched:
@@ -101,8 +99,8 @@ class Downloads:
         data = self.workers.store.get(cid, max_size=self.max_size, timeout=self.workers.timeout_s)
         return Fetched(decode(data, max_size=self.max_size), len(data))
 
-    def check(self, ann: Announcement, fetched: Fetched | StoreError, seconds: float) -> StateDict | None:
-        """The state dict of a downloaded snapshot, or None (and an event) if it failed or is unfit."""
+    def check(self, ann: Announcement, fetched: Fetched | StoreError, seconds: float) -> Arrived | None:
+        """A downloaded snapshot that passed, or None (and an event) if it failed or is unfit."""
         started = time.monotonic()
         try:
             if isinstance(fetched, StoreError):
@@ -121,7 +119,8 @@ class Downloads:
         self.status.bytes_in += fetched.size
         self.table.fetch_succeeded(ann.publisher, (seconds + time.monotonic() - started) * 1000,
                                    self.workers.reach(ann))
-        return state
+        epsilon = snap.meta.get("dp_epsilon")
+        return Arrived(ann, state, None if epsilon is None else float(epsilon))
 
     def _fetch_base(self, cid: str) -> StateDict:
         """A keyframe a delta names, not seen before: a download nothing hides."""
