@@ -2,7 +2,7 @@
 # Epsilon-aware neighbours (docs/results.md): 12 Fashion-MNIST iid clients, a third each at DP target
 # epsilon 1, 8 and no DP (client i gets dp_epsilons[i % 3]); merge weights by the strategy (samples /
 # uniform: equal shards) vs noise-aware; gossip on the full graph (3 neighbours) and FedAvg; and gossip
-# with a ceiling max_peer_epsilon = 8. Finished runs are skipped.
+# with a ceiling max_peer_epsilon = 8; gossip without DP for context. Finished runs are skipped.
 #   SEEDS="0 1 2" nice -n 10 bash docs/experiments/epsilon-aware.sh run [RUNS_DIR]   # ~1-2 min a run
 #   bash docs/experiments/epsilon-aware.sh table [RUNS_DIR]                          # the markdown table
 set -euo pipefail
@@ -31,6 +31,7 @@ if [[ $what == run ]]; then
       run "fedavg-$w-s$seed" "${BASE[@]}" strategy=fedavg merge_weights=$w seed=$seed
     done
     run "gossip-cap8-s$seed" "${BASE[@]}" "${GOSSIP[@]}" max_peer_epsilon=8 seed=$seed
+    run "gossip-nodp-s$seed" "${BASE[@]}" "${GOSSIP[@]}" dp_epsilons=0 seed=$seed  # context: nobody uses DP
   done
 elif [[ $what == table ]]; then
   $PY - "$runs" <<'PY'
