@@ -20,6 +20,7 @@ from typing import Any
 from p2p.addresses import AddressError, parse_tcp
 from storage.defaults import DEFAULT_MAX_MB
 from swarm.errors import ConfigError
+from swarm.peer_privacy import PeerPrivacyError, check_settings
 from swarm.selection import TOLERANCE
 from swarm.strategies import configured_strategy, resolve_needs
 
@@ -30,7 +31,8 @@ _BOUNDS: tuple[tuple[tuple[str, ...], Callable[[float], bool], str], ...] = (
      lambda v: v >= 1, "at least 1"),
     (("lr", "fetch_timeout_s", "max_snapshot_mb", "dp_max_grad_norm"), lambda v: v > 0, "greater than 0"),
     (("neighbours", "rounds", "max_steps_per_round", "round_interval_s", "dp_epsilon", "dp_delta",
-      "clip_norm", "tau", "guard_tolerance", "stage1_rounds"), lambda v: v >= 0, "0 or more"),
+      "clip_norm", "tau", "guard_tolerance", "stage1_rounds", "max_peer_epsilon"), lambda v: v >= 0,
+     "0 or more"),
 )
 
 
@@ -71,6 +73,9 @@ class NodeConfig:
     graph_seed: int = 0  # gossip
     encoding: str = "fp32"
     merge: str = "mean"
+    # Epsilon-aware neighbours (swarm.peer_privacy), named as in the simulator's SimConfig.
+    max_peer_epsilon: float = 0.0  # > 0: merge only peers that spent at most this epsilon (no DP: never)
+    merge_weights: str = "strategy"  # or "noise-aware": a noisier (lower-epsilon) peer weighs less
     clip_norm: float = 0.0  # > 0: clip each peer's distance to my weights before merging (0: off)
     merge_guard: bool = True
     guard_tolerance: float = TOLERANCE
@@ -114,6 +119,10 @@ class NodeConfig:
         if "\x00" in str(self.data_dir):
             raise ConfigError("setting data_dir: the path contains a NUL character")
         self.data_dir = Path(self.data_dir)
+        try:
+            check_settings(self.max_peer_epsilon, self.merge_weights)
+        except PeerPrivacyError as exc:
+            raise ConfigError(str(exc)) from None
         self._check_strategy()
 
     def _check_strategy(self) -> None:

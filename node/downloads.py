@@ -33,6 +33,17 @@ class Fetched:
 Download = Future[tuple[Fetched | StoreError, float]]
 
 
+@dataclass(frozen=True)
+class Arrived:
+    """A neighbour's snapshot that arrived and passed the checks, with the announcement it answered."""
+
+    announcement: Announcement
+    state: StateDict
+    # The epsilon the snapshot's own meta says its publisher spent (None: no DP, or an old publisher
+    # that did not say): what the merge trusts, since the announcement alone may lie.
+    dp_epsilon: float | None
+
+
 @dataclass
 class Exchange:
     """A round's exchange in flight: the neighbours chosen before training and, for each, the download
@@ -70,15 +81,15 @@ class Downloads:
         for ann, download in zip(newer, self.workers.submit(self._download, newer), strict=True):
             exchange.downloads[ann.publisher] = (ann, download)
 
-    def collect(self, exchange: Exchange) -> dict[str, tuple[Announcement, StateDict]]:
-        """Wait for the downloads; the announcement and weights of each that arrived and passed."""
+    def collect(self, exchange: Exchange) -> dict[str, Arrived]:
+        """Wait for the downloads; each that arrived and passed the checks."""
         with self.timer("fetch"):  # only what training and publishing did not hide
             wait([download for _, download in exchange.downloads.values()])
         arrived = {}
         for peer_id, (ann, download) in exchange.downloads.items():
-            state = self.check(ann, *download.result())
-            if state is not None:
-                arrived[peer_id] = (ann, state)
+            checked = self.check(ann, *download.result())
+            if checked is not None:
+                arrived[peer_id] = checked
         return arrived
 
     def _download(self, ann: Announcement) -> Fetched:
@@ -88,8 +99,8 @@ class Downloads:
         data = self.workers.store.get(cid, max_size=self.max_size, timeout=self.workers.timeout_s)
         return Fetched(decode(data, max_size=self.max_size), len(data))
 
-    def check(self, ann: Announcement, fetched: Fetched | StoreError, seconds: float) -> StateDict | None:
-        """The state dict of a downloaded snapshot, or None (and an event) if it failed or is unfit."""
+    def check(self, ann: Announcement, fetched: Fetched | StoreError, seconds: float) -> Arrived | None:
+        """A downloaded snapshot that passed, or None (and an event) if it failed or is unfit."""
         started = time.monotonic()
         try:
             if isinstance(fetched, StoreError):
@@ -108,7 +119,8 @@ class Downloads:
         self.status.bytes_in += fetched.size
         self.table.fetch_succeeded(ann.publisher, (seconds + time.monotonic() - started) * 1000,
                                    self.workers.reach(ann))
-        return state
+        epsilon = snap.meta.get("dp_epsilon")
+        return Arrived(ann, state, None if epsilon is None else float(epsilon))
 
     def _fetch_base(self, cid: str) -> StateDict:
         """A keyframe a delta names, not seen before: a download nothing hides."""

@@ -37,6 +37,7 @@ from storage.atomic import write_atomic
 from storage.daemon import LOOPBACK
 from storage.defaults import mib_to_bytes
 from swarm.models import pick_device
+from swarm.peer_privacy import eligible, merge_weights, refused
 from swarm.privacy import BudgetExhausted
 from swarm.strategies import Candidate, PeerView
 from swarm.training import TrainStats
@@ -235,8 +236,11 @@ class Node:
         """Choose peers with the strategy and start downloading their newest snapshots."""
         assert self.learner is not None and self.table is not None and self.downloads is not None
         view = PeerView(me=self.table.me, round=self.round, my_samples=self.learner.samples,
-                        candidates=[Candidate(r.peer_id, r.announcement.samples, r.announcement.round)
+                        candidates=[Candidate(r.peer_id, r.announcement.samples, r.announcement.round,
+                                              epsilon=r.announcement.dp_epsilon)
                                     for r in self.table.candidates()])
+        # Peers over --max-peer-epsilon by their announcements are never chosen, so never fetched.
+        view = eligible(view, self.cfg.max_peer_epsilon)
         return self.downloads.start(view, self.learner.choose(view))
 
     def train_following(self, exchange: Exchange, max_steps: int | None) -> TrainStats:
@@ -269,20 +273,29 @@ class Node:
         assert self.publisher is not None
         learner, view = self.learner, exchange.view
         arrived = self.downloads.collect(exchange)
+        # Announcements are checked before choosing; the snapshot's own meta is what gets merged.
+        for peer_id in refused({p: a.dp_epsilon for p, a in arrived.items()}, self.table.me,
+                               self.cfg.max_peer_epsilon):
+            self.event(f"round {self.round}: refused {short_id(peer_id)}: its snapshot says epsilon "
+                       f"{arrived[peer_id].dp_epsilon} spent, over --max-peer-epsilon "
+                       f"{self.cfg.max_peer_epsilon:g}", refused_epsilon=peer_id)
+            del arrived[peer_id]
         scores: dict[str, float] = {}
         if learner.needs.scores:  # a strategy that weighs without scores is spared the work
             with self.timer("score"):
-                scores = {p: learner.score(state) for p, (_, state) in arrived.items()}
+                scores = {p: learner.score(a.state) for p, a in arrived.items()}
         for peer_id in [p for p, score in scores.items() if score != score]:  # NaN: useless on my data
             self.event(f"skipped {short_id(peer_id)}: similarity is not a number")
             del scores[peer_id], arrived[peer_id]
-        states = {p: state for p, (_, state) in arrived.items()}
+        states = {p: a.state for p, a in arrived.items()}
         self.table.note_scores(scores)
-        learner.observe(view, scores, {p: dict(arrived[p][0].priors) for p in states})
+        learner.observe(view, scores, {p: dict(arrived[p].announcement.priors) for p in states})
         self.table.mark_merged({})
         if not states:
             return
-        weights = learner.weights(view, list(states), scores)
+        epsilons = {self.table.me: learner.epsilon, **{p: a.dp_epsilon for p, a in arrived.items()}}
+        weights = merge_weights(learner.weights(view, list(states), scores), epsilons, me=self.table.me,
+                                max_peer_epsilon=self.cfg.max_peer_epsilon, scheme=self.cfg.merge_weights)
         try:
             with self.timer("merge"):
                 verdict = learner.merge(self.table.me, {self.table.me: learner.state(), **states}, weights,
@@ -295,13 +308,13 @@ class Node:
                        "on my validation data", refused=peer_id)
         used = {p: w for p, w in verdict.weights.items() if p in states and w > 0}
         self.merges += len(used)
-        self.table.mark_merged({p: (w, arrived[p][0].cid) for p, w in used.items()})
+        self.table.mark_merged({p: (w, arrived[p].announcement.cid) for p, w in used.items()})
         if used:
             self.status.last_merge = self.publisher.note_merge(
                 self.round, verdict.weights, {p: arrived[p][0].cid for p in used}, scores).record()
             merged = ", ".join(f"{short_id(p)} ({w:.2f})" for p, w in used.items())
             self.event(f"round {self.round}: merged {merged}", round=self.round, merged=list(used),
-                       merged_cids=[arrived[p][0].cid for p in used])
+                       merged_cids=[arrived[p].announcement.cid for p in used])
 
     def follow(self) -> None:
         """Pinners and observers: fold announcements; pinners keep recent snapshots pinned."""

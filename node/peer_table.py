@@ -39,7 +39,7 @@ class PeerRecord:
         """What the status view shows of this peer."""
         a = self.announcement
         return PeerRow(self.peer_id, a.cid, a.round, self.similarity, self.weight, self.last_seen,
-                       self.fetch_ms, self.merged, self.reach)
+                       self.fetch_ms, self.merged, self.reach, a.dp_epsilon)
 
     def to_dict(self) -> dict[str, Any]:
         record = asdict(self)

@@ -46,6 +46,7 @@ class PeerRow:
     fetch_ms: float | None = None
     merged: bool = False
     reach: str = ""  # direct, via pinner, inbound; "" until a snapshot of it arrived
+    epsilon: float | None = None  # the DP epsilon its announcement says it spent; None: no DP
 
 
 @dataclass
@@ -86,7 +87,9 @@ class NodeStatus:
     @classmethod
     def from_json(cls, text: str) -> NodeStatus:
         record: dict[str, Any] = json.loads(text)
-        peers = [PeerRow(**row) for row in record.pop("peers", [])]
+        # Rows of older or newer nodes: missing fields take their defaults, unknown ones are dropped.
+        peers = [PeerRow(**{k: v for k, v in row.items() if k in PeerRow.__dataclass_fields__})
+                 for row in record.pop("peers", [])]
         events = deque((tuple(e) for e in record.pop("events", [])), maxlen=MAX_EVENTS)
         known = {k: v for k, v in record.items() if k in cls.__dataclass_fields__}
         return cls(**known, peers=peers, events=events)
@@ -129,13 +132,14 @@ def render(status: NodeStatus, now: float | None = None) -> Group:
                "ipfs / gossip", f"{status.ipfs} / {status.gossip_peers} peers")
     me.add_row("dial me at", status.addrs[0] if status.addrs else "-", "pinners", str(status.pinners))
     peers = Table(title="peers", expand=True)
-    for column in ("peer", "last CID", "round", "similarity", "weight", "last seen", "fetch", "reached",
-                   "merged"):
+    for column in ("peer", "last CID", "round", "epsilon", "similarity", "weight", "last seen", "fetch",
+                   "reached", "merged"):
         peers.add_column(column)
     for row in sorted(status.peers, key=lambda r: -(r.similarity or 0.0)):
         peers.add_row(
             short_id(row.peer_id), row.cid[-10:] if row.cid else "-", str(row.round),
-            _fmt(row.similarity, ".3f"), _fmt(row.weight, ".2f"), _ago(row.last_seen, now),
+            "no DP" if row.epsilon is None else f"{row.epsilon:.2f}", _fmt(row.similarity, ".3f"),
+            _fmt(row.weight, ".2f"), _ago(row.last_seen, now),
             "-" if row.fetch_ms is None else f"{row.fetch_ms:.0f} ms", row.reach or "-",
             "yes" if row.merged else "",
         )

@@ -5,6 +5,8 @@
 - `models`: the architectures, a registry by name, device selection.
 - `training`: local training and evaluation of one model.
 - `privacy`: DP-SGD (Opacus) and its accounting.
+- `peer_privacy`: epsilon-aware neighbours: a ceiling on the epsilon a merged peer spent, noise-aware
+  merge weights.
 - `pruning`: sparse personalized models.
 - `similarity`: metrics between my weights and a peer's (a registry).
 - `strategies/`: whom to fetch and how to weigh them (DAC, PANM, gossip, ...), one contract.

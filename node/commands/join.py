@@ -16,6 +16,7 @@ from pathlib import Path
 
 from node.config import ConfigError, NodeConfig, config_fields, load_config
 from storage.defaults import DEFAULT_IPFS_API
+from swarm.peer_privacy import HALF_WEIGHT_EPSILON
 from swarm.strategies import runnable
 
 HELP = {
@@ -64,6 +65,12 @@ HELP = {
     "judge_merged": "the model a merge gives is judged on validation too, and kept as this peer's best model "
                     "if it beats every earlier one (default on; off: only freshly trained models, as in "
                     "the thesis)",
+    "max_peer_epsilon": "merge only models whose publishers spent at most this DP epsilon (as announced, and "
+                        "checked again in the fetched snapshot); a peer without DP counts as infinite "
+                        "epsilon and is never merged while this is on (default 0: off)",
+    "merge_weights": "strategy (default: the strategy's merge weights) or noise-aware: each weight times "
+                     f"e^2/(e^2+{HALF_WEIGHT_EPSILON:g}^2) of the epsilon e the peer spent (1 without DP), "
+                     "so noisier models weigh less",
     "device": "auto (cuda > mps > cpu), cpu, cuda, mps",
     "rounds": "stop after this many rounds (0: run until stopped)",
     "max_steps_per_round": "cap on training steps per round (a slow device trains less, not later)",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import tomllib
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,8 @@ class SimConfig:
     reestimate_every: int = 2  # panm (the thesis's runs)
     panm_alpha: float = 0.0  # panm metric: weight of the current-update cosine (the thesis: 0)
     merge: str = "mean"  # "mean", "median", "trimmed-mean"
+    max_peer_epsilon: float = 0.0  # merge only peers that spent at most this epsilon (no DP: never); 0: off
+    merge_weights: str = "strategy"  # "strategy" or "noise-aware" (swarm.peer_privacy)
     clip_norm: float = 0.0  # 0 = off
     merge_guard: bool = True  # merge only neighbours that do not raise the loss on my validation split
     guard_tolerance: float = TOLERANCE  # the merge guard's allowed relative rise of that loss
@@ -52,6 +54,9 @@ class SimConfig:
     degree: int = 4
     graph_seed: int = 0
     dp_epsilon: float = 0.0  # DP-SGD target epsilon per client over the run; 0 = no DP, inf = clip only
+    # Per-client targets, cycled over the clients (client i gets dp_epsilons[i % len]), same meaning as
+    # dp_epsilon (0 = that client trains without DP); non-empty, it replaces dp_epsilon.
+    dp_epsilons: list[float] = field(default_factory=list)
     dp_delta: float = 1e-5
     dp_max_grad_norm: float = 1.0
     prune_target: float = 1.0  # sparse models: final density of prunable weights; 1 = dense
@@ -63,6 +68,11 @@ class SimConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def client_epsilons(self) -> list[float]:
+        """Each client's DP target epsilon (0: no DP), from dp_epsilons cycled or dp_epsilon."""
+        targets = self.dp_epsilons or [self.dp_epsilon]
+        return [targets[i % len(targets)] for i in range(self.clients)]
+
 
 KEYS = {f.name: f for f in fields(SimConfig)}
 
@@ -71,6 +81,9 @@ def coerce(key: str, value: Any) -> Any:
     if key not in KEYS:
         raise ConfigError(f"unknown config key {key!r}; known keys: {', '.join(KEYS)}")
     kind = type(getattr(SimConfig(), key))
+    if kind is list:  # TOML gives a list, --set a comma-separated string; only dp_epsilons is a list
+        items = value.split(",") if isinstance(value, str) else value
+        return [coerce_float(key, item) for item in items if str(item).strip()]
     if kind is bool and isinstance(value, str):
         if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
             raise ConfigError(f"{key} must be true or false, got {value!r}")
@@ -82,6 +95,13 @@ def coerce(key: str, value: Any) -> Any:
     if kind is int and isinstance(value, float) and value != out:
         raise ConfigError(f"{key} must be an integer, got {value!r}")
     return out
+
+
+def coerce_float(key: str, value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{key} must be a list of numbers, e.g. 1,8,0; got item {value!r}") from None
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> SimConfig:

@@ -6,7 +6,8 @@ gradients come from `torch.func` (vmap over the batch; measured ~2.5x the cost o
 the Fashion-MNIST CNN on one CPU thread, against ~3.2x with Opacus's hooks), and `clip_and_noise`
 turns them into the DP gradient for the usual torch.optim step. Each client plans its noise so that
 `rounds * local_epochs` epochs spend its budget; a client whose budget is spent stops training and
-keeps its (merged) weights.
+keeps its (merged) weights. Budgets may differ per client (`SimConfig.dp_epsilons`), and a client
+without one trains as in `LoopEngine`.
 """
 
 from __future__ import annotations
@@ -32,18 +33,22 @@ class PrivateLoopEngine(LoopEngine):
     """`LoopEngine` whose local training is DP-SGD; `epsilons()` reports each client's spend."""
 
     def __init__(self, layout: Layout, clients: Sequence[ClientData], settings: TrainSettings,
-                 budget: PrivacyBudget, rounds: int) -> None:
+                 budgets: Sequence[PrivacyBudget | None], rounds: int) -> None:
+        """`budgets[i]` is client i's budget; None: client i trains without DP (as `LoopEngine`)."""
         super().__init__(layout, clients, settings)
-        self.budget = budget
+        if len(budgets) != len(clients):
+            raise ValueError(f"{len(budgets)} privacy budgets for {len(clients)} clients; give one each")
+        self.budgets = list(budgets)
         self.rates = [min(1.0, settings.batch_size / len(c.train_y)) for c in clients]
         self.planned = [rounds * settings.epochs * round(1 / q) for q in self.rates]
-        plans = set(zip(self.rates, self.planned, strict=True))  # planning takes ~2 s: once per data size
-        sigma = {(q, n): plan_noise(budget, q, n) for q, n in plans}
-        self.sigmas = [sigma[q, n] for q, n in zip(self.rates, self.planned, strict=True)]
+        # planning takes ~2 s: once per budget and data size
+        plans = set(zip(self.budgets, self.rates, self.planned, strict=True))
+        sigma = {(b, q, n): plan_noise(b, q, n) if b is not None else 0.0 for b, q, n in plans}
+        self.sigmas = [sigma[p] for p in zip(self.budgets, self.rates, self.planned, strict=True)]
         self.taken = [0] * len(clients)
         self.spent = [0.0] * len(clients)
-        # one RDP accounting takes ~60 ms; clients with equal data sizes share the result
-        self.ledger: dict[tuple[float, float, int], float] = {}
+        # one RDP accounting takes ~60 ms; clients with equal data sizes and budgets share the result
+        self.ledger: dict[tuple[float, float, int, float], float] = {}
         model = layout.model
 
         def sample_loss(params: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -51,13 +56,14 @@ class PrivateLoopEngine(LoopEngine):
 
         self.per_sample = vmap(grad_and_value(sample_loss), in_dims=(None, 0, 0))
 
-    def epsilons(self) -> list[float]:
-        return list(self.spent)
+    def epsilons(self) -> list[float | None]:
+        """The epsilon each client spent so far; None for a client without DP."""
+        return [None if b is None else e for b, e in zip(self.budgets, self.spent, strict=True)]
 
-    def account(self, client: int) -> float:
-        key = (self.sigmas[client], self.rates[client], self.taken[client])
+    def account(self, client: int, budget: PrivacyBudget) -> float:
+        key = (self.sigmas[client], self.rates[client], self.taken[client], budget.delta)
         if key not in self.ledger:
-            self.ledger[key] = epsilon_of([key], self.budget.delta)
+            self.ledger[key] = epsilon_of([key[:3]], budget.delta)
         self.spent[client] = self.ledger[key]
         return self.spent[client]
 
@@ -66,7 +72,11 @@ class PrivateLoopEngine(LoopEngine):
 
     def train_client(self, i: int, row: torch.Tensor, round_: int) -> tuple[torch.Tensor, float] | None:
         """DP-SGD for client i; the base class skips inactive (early-stopped) clients, so they spend no
-        budget, and a client whose budget is spent trains nothing (None)."""
+        budget, and a client whose budget is spent trains nothing (None); one without a budget trains
+        as in `LoopEngine`."""
+        budget = self.budgets[i]
+        if budget is None:
+            return super().train_client(i, row, round_)
         s, c = self.settings, self.clients[i]
         steps = min(s.epochs * round(1 / self.rates[i]), self.planned[i] - self.taken[i])
         if steps <= 0:
@@ -80,21 +90,22 @@ class PrivateLoopEngine(LoopEngine):
         loss_sum, seen = 0.0, 0
         for _ in range(steps):
             chosen = torch.rand(len(c.train_y), generator=picks) < self.rates[i]
-            grads, loss = self.dp_gradient(params, c.train_x[chosen], c.train_y[chosen], i, noise)
+            grads, loss = self.dp_gradient(params, c.train_x[chosen], c.train_y[chosen], i, budget, noise)
             optimizer.zero_grad(set_to_none=True)
             for k, p in params.items():
                 p.grad = grads[k]
             optimizer.step()
             loss_sum, seen = loss_sum + float(loss.sum()), seen + len(loss)
         self.taken[i] += steps
-        spent = self.account(i)
+        spent = self.account(i, budget)
         if self.taken[i] >= self.planned[i]:
             log.info("client %d: privacy budget spent (epsilon %.3g of %g); training stopped, weights "
-                     "still shared", i, spent, self.budget.target_epsilon)
+                     "still shared", i, spent, budget.target_epsilon)
         return flatten(model.state_dict()), loss_sum / max(seen, 1)
 
     def dp_gradient(self, params: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor, client: int,
-                    noise: torch.Generator) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+                    budget: PrivacyBudget, noise: torch.Generator
+                    ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         """Clipped + noised mean gradient of one Poisson batch (an empty batch still gets noise)."""
         detached = {k: v.detach() for k, v in params.items()}
         if len(y):
@@ -103,8 +114,8 @@ class PrivateLoopEngine(LoopEngine):
             per_sample = {k: torch.zeros(0, *v.shape) for k, v in detached.items()}
             loss = torch.zeros(0)
         expected = self.rates[client] * len(self.clients[client].train_y)
-        std = torch.tensor([self.sigmas[client] * self.budget.max_grad_norm])
+        std = torch.tensor([self.sigmas[client] * budget.max_grad_norm])
         one_client = {k: g[None] for k, g in per_sample.items()}
-        grads = clip_and_noise(one_client, torch.ones(1, len(y), dtype=torch.bool), self.budget.max_grad_norm,
+        grads = clip_and_noise(one_client, torch.ones(1, len(y), dtype=torch.bool), budget.max_grad_norm,
                                std, batch_size=expected, generator=noise)
         return {k: g[0] for k, g in grads.items()}, loss.detach()

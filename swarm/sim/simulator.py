@@ -25,6 +25,7 @@ from swarm.data import load_dataset
 from swarm.merge import MergeError, merge
 from swarm.models import build_model, pick_device
 from swarm.partition import ClientData, partition
+from swarm.peer_privacy import check_settings, eligible, merge_weights
 from swarm.privacy import PrivacyBudget
 from swarm.pruning import PruneSchedule, RowPruning
 from swarm.selection import BestModel, guard
@@ -93,12 +94,23 @@ def pick_engine(cfg: SimConfig, layout: Layout) -> type[LoopEngine] | type[Batch
 def make_engine(cfg: SimConfig, layout: Layout, clients: list[ClientData],
                 settings: TrainSettings) -> LoopEngine | BatchedEngine:
     """DP runs train with DP-SGD one client at a time (`swarm.sim.dp_engine`); others per `pick_engine`."""
-    if cfg.dp_epsilon <= 0:
+    targets = cfg.client_epsilons()
+    if all(e <= 0 for e in targets):
         return pick_engine(cfg, layout)(layout, clients, settings)
     if cfg.engine == "batched":
         raise ValueError("DP-SGD runs use the loop engine; set engine = \"auto\" or \"loop\"")
-    budget = PrivacyBudget(cfg.dp_epsilon, cfg.dp_delta, cfg.dp_max_grad_norm)
-    return PrivateLoopEngine(layout, clients, settings, budget, cfg.rounds)
+    budgets = [PrivacyBudget(e, cfg.dp_delta, cfg.dp_max_grad_norm) if e > 0 else None for e in targets]
+    return PrivateLoopEngine(layout, clients, settings, budgets, cfg.rounds)
+
+
+def spent(engine: LoopEngine | BatchedEngine, n: int) -> list[float | None]:
+    """The epsilon each client spent so far; None for a client without DP."""
+    return engine.epsilons() if isinstance(engine, PrivateLoopEngine) else [None] * n
+
+
+def largest(epsilons: list[float | None]) -> float | None:
+    dp = [e for e in epsilons if e is not None]
+    return max(dp) if dp else None
 
 
 def purity(chosen: Mapping[int, list[int]], clusters: list[int]) -> float | None:
@@ -121,6 +133,7 @@ def simulate(
     started = time.perf_counter()
     transmit = transmit or raw_transmit
     needs = resolve_needs(cfg.strategy, "simulator", cfg.similarity)
+    check_settings(cfg.max_peer_epsilon, cfg.merge_weights)
     metric_name = check_name(needs.similarity)
     torch.manual_seed(cfg.seed)
     device = pick_device(cfg.device)
@@ -198,8 +211,12 @@ def simulate(
             if val_loss is not None and active[i] and best[i].offer(float(val_loss[i]), r):
                 kept[i] = flat[i]
             active[i] = active[i] and not best[i].stalled(r)
-        candidates = [Candidate(p, len(c.train_y), r, c.cluster) for p, c in zip(ids, clients, strict=True)]
-        views = [PeerView(ids[i], r, len(clients[i].train_y), candidates, clusters[i]) for i in range(n)]
+        epsilons = spent(engine, n)
+        candidates = [Candidate(p, len(c.train_y), r, c.cluster, e)
+                      for p, c, e in zip(ids, clients, epsilons, strict=True)]
+        views = [eligible(PeerView(ids[i], r, len(clients[i].train_y), candidates, clusters[i]),
+                          cfg.max_peer_epsilon) for i in range(n)]
+        by_id = dict(zip(ids, epsilons, strict=True))
         chosen = {i: [index[p] for p in strategies[i].choose(views[i], rngs[i])] if active[i] else []
                   for i in range(n)}
 
@@ -232,7 +249,8 @@ def simulate(
             if needs.central and shared is not None and pruning is None:
                 merged[i] = shared
                 continue
-            weights = strategies[i].weights(views[i], fetched, named)
+            weights = merge_weights(strategies[i].weights(views[i], fetched, named), by_id, me=ids[i],
+                                    max_peer_epsilon=cfg.max_peer_epsilon, scheme=cfg.merge_weights)
 
             combine = functools.partial(merge_row, cfg, flat, received, masks, pruning, i, chosen[i], ids)
             if guarded and val_loss is not None:
@@ -268,7 +286,7 @@ def simulate(
             "active": int(active.sum()),
             "bytes_sent": int(round_bytes),
             "wall_s": time.perf_counter() - t0,
-            "epsilon": max(engine.epsilons()) if isinstance(engine, PrivateLoopEngine) else None,
+            "epsilon": largest(spent(engine, n)),
             "density": float(pruning.density(masks).mean()) if pruning is not None else 1.0,
         }
         result.epsilon_spent = row["epsilon"]

@@ -12,12 +12,14 @@ Advertised = Mapping[str, Scores]  # fetched peer id -> the similarity table it 
 
 @dataclass(frozen=True)
 class Candidate:
-    """A peer that announced a snapshot: `cluster` is set by the simulator only (oracle, purity)."""
+    """A peer that announced a snapshot: `cluster` is set by the simulator only (oracle, purity);
+    `epsilon` is the DP epsilon it spent, None without DP (`swarm.peer_privacy`)."""
 
     peer_id: str
     samples: int
     round: int
     cluster: int | None = None
+    epsilon: float | None = None
 
 
 @dataclass

@@ -249,3 +249,38 @@ def test_a_restarted_node_stops_the_daemon_its_killed_life_left(tmp_path: Path) 
     finally:
         left.proc = None  # already stopped by the restart; nothing of its own to stop
         left.close()
+
+
+def test_a_node_with_an_epsilon_ceiling_merges_only_peers_within_it(tmp_path: Path,
+                                                                     procs: list[Child]) -> None:
+    """Three trainers: one asks for --max-peer-epsilon 5; one spends at most epsilon 1, one has spent
+    12 after its first round (target 100 over 60 rounds). The picky one merges the first and never
+    fetches the second."""
+    boot = Bootstrap(SWARM, tmp_path / "boot")
+    procs.append(boot)
+    # The DP peers outlive the test (which ends them): their budgets are planned over 60 rounds.
+    small_cfg = trainer(tmp_path, "small", boot.addr, 1, 3, dp_epsilon=1.0, rounds=60, round_interval_s=3.0)
+    large_cfg = trainer(tmp_path, "large", boot.addr, 2, 3, dp_epsilon=100.0, rounds=60, round_interval_s=3.0)
+    picky_cfg = trainer(tmp_path, "picky", boot.addr, 0, 3, rounds=0, round_interval_s=2.0, strategy="random",
+                        neighbours=2, max_peer_epsilon=5.0, merge_weights="noise-aware", merge_guard=False)
+    picky = Child(join_argv(picky_cfg), tmp_path / "picky.log")
+    procs.append(picky)
+    for cfg in (small_cfg, large_cfg):
+        procs.append(Child(join_argv(cfg), tmp_path / f"{cfg.data_dir.name}.log"))
+    events: list[dict] = []
+
+    def merged_thrice_knowing_both() -> bool:
+        events.extend(records_of(picky))
+        status = read_status_or_none(picky_cfg.data_dir)
+        known = [] if status is None else [r for r in status.peers if r.epsilon is not None]
+        return len(known) == 2 and sum("merged" in r for r in events) >= 3
+
+    wait_until(merged_thrice_knowing_both, 200, "the picky peer to know both DP peers and merge 3 times")
+    small, large = read_status(small_cfg.data_dir), read_status(large_cfg.data_dir)
+    merged = [p for r in events if "merged" in r for p in r["merged"]]
+    assert small.peer_id in merged and large.peer_id not in merged, [r["event"] for r in events]
+    assert not [r for r in events if "fetch" in r["event"] and large.peer_id[-8:] in r["event"]], events
+    # The picky node's view shows what each announced it spent.
+    rows = {row.peer_id: row for row in read_status(picky_cfg.data_dir).peers}
+    assert rows[large.peer_id].epsilon is not None and rows[large.peer_id].epsilon > 5.0
+    assert rows[small.peer_id].epsilon is not None and rows[small.peer_id].epsilon <= 1.0

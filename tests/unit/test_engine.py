@@ -92,7 +92,7 @@ def test_private_engine_skips_inactive_clients(setups) -> None:
     clients, name = setups["digits-mlp"]
     layout, flat = weights(name)
     dp = PrivateLoopEngine(layout, clients, TrainSettings(1, 8, 0.01, "sgd", seed=0),
-                           PrivacyBudget(math.inf, 1e-5, 1.0), rounds=2)
+                           [PrivacyBudget(math.inf, 1e-5, 1.0)] * len(clients), rounds=2)
     out, loss = dp.train(flat, 0, ACTIVE)
     assert torch.equal(out[~ACTIVE], flat[~ACTIVE]) and loss[~ACTIVE].isnan().all()
     assert [t > 0 for t in dp.taken] == ACTIVE.tolist()  # no budget spent while stopped

@@ -191,16 +191,17 @@ def test_simulator_dp_engine_spends_the_budget_then_stops() -> None:
     layout = Layout(build_model("digits-mlp"))
     settings = TrainSettings(epochs=1, batch_size=30, lr=0.01, optimizer="adam", seed=0)
     flat = flatten(layout.model.state_dict()).repeat(3, 1)
-    dp = PrivateLoopEngine(layout, clients, settings, PrivacyBudget(2.0, 1e-5, 1.0), rounds=2)
+    dp = PrivateLoopEngine(layout, clients, settings, [PrivacyBudget(2.0, 1e-5, 1.0)] * 3, rounds=2)
     plain = LoopEngine(layout, clients, settings)
     assert dp.planned == [8, 8, 8] and all(s > 0 for s in dp.sigmas)
     first, losses = dp.train(flat, 0)
     assert not torch.allclose(first, plain.train(flat, 0)[0], atol=1e-4)  # clipping + noise changed it
-    clip_only = PrivateLoopEngine(layout, clients, settings, PrivacyBudget(math.inf, 1e-5, 1.0), rounds=2)
+    clip_only = PrivateLoopEngine(layout, clients, settings, [PrivacyBudget(math.inf, 1e-5, 1.0)] * 3,
+                                  rounds=2)
     assert clip_only.sigmas == [0.0] * 3
     one_step = TrainSettings(epochs=1, batch_size=120, lr=1.0, optimizer="sgd", seed=0)  # q = 1: 1 step
-    noisy = PrivateLoopEngine(layout, clients, one_step, PrivacyBudget(2.0, 1e-5, 1.0), rounds=1)
-    quiet = PrivateLoopEngine(layout, clients, one_step, PrivacyBudget(math.inf, 1e-5, 1.0), rounds=1)
+    noisy = PrivateLoopEngine(layout, clients, one_step, [PrivacyBudget(2.0, 1e-5, 1.0)] * 3, rounds=1)
+    quiet = PrivateLoopEngine(layout, clients, one_step, [PrivacyBudget(math.inf, 1e-5, 1.0)] * 3, rounds=1)
     diff = noisy.train(flat, 0)[0] - quiet.train(flat, 0)[0]
     # the only difference is the Gaussian noise: sigma * C / B per coordinate, times lr
     assert 0.9 < float(diff.std()) / (noisy.sigmas[0] * 1.0 / 120) < 1.1

@@ -15,7 +15,7 @@ import torch
 
 from node.commands.join import HELP, add_arguments
 from node.config import ConfigError, NodeConfig, load_config
-from node.downloads import Exchange
+from node.downloads import Arrived, Exchange
 from node.learner import Learner, load_shard
 from node.loop import Node
 from node.peer_table import PeerTable
@@ -126,7 +126,7 @@ class OneArrived:
     """The download side of a round, with one neighbour's snapshot already fetched and checked."""
 
     def __init__(self, ann: Announcement, state: dict) -> None:
-        self.arrived = {ann.publisher: (ann, state)}
+        self.arrived = {ann.publisher: Arrived(ann, state, ann.dp_epsilon)}
 
     def collect(self, exchange: Exchange) -> dict:
         return dict(self.arrived)
