@@ -311,7 +311,7 @@ class Node:
         self.table.mark_merged({p: (w, arrived[p].announcement.cid) for p, w in used.items()})
         if used:
             self.status.last_merge = self.publisher.note_merge(
-                self.round, verdict.weights, {p: arrived[p][0].cid for p in used}, scores).record()
+                self.round, verdict.weights, {p: arrived[p].announcement.cid for p in used}, scores).record()
             merged = ", ".join(f"{short_id(p)} ({w:.2f})" for p, w in used.items())
             self.event(f"round {self.round}: merged {merged}", round=self.round, merged=list(used),
                        merged_cids=[arrived[p].announcement.cid for p in used])
