@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from support.merges import NotesMerges
 
 from node.config import ConfigError, NodeConfig
 from node.downloads import Arrived, Exchange
@@ -113,6 +114,7 @@ def node_with(tmp_path: Path, anns: list[Announcement], arrived: dict[str, Arriv
     for ann in anns:
         node.table.fold(ann)
     node.downloads = Fetched(arrived)  # type: ignore[assignment]
+    node.publisher = NotesMerges()  # type: ignore[assignment]
     return node
 
 

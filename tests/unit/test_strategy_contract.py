@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from support.merges import NotesMerges
 
 from node.commands.join import HELP, add_arguments
 from node.config import ConfigError, NodeConfig, load_config
@@ -19,7 +20,6 @@ from node.downloads import Arrived, Exchange
 from node.learner import Learner, load_shard
 from node.loop import Node
 from node.peer_table import PeerTable
-from node.provenance import Provenance
 from p2p.announcement import Announcement
 from swarm.sim.config import SimConfig
 from swarm.sim.simulator import simulate
@@ -130,18 +130,6 @@ class OneArrived:
 
     def collect(self, exchange: Exchange) -> dict:
         return dict(self.arrived)
-
-
-class NotesMerges:
-    """The publishing side of a round, as far as a merge is concerned: it hears of each one."""
-
-    def __init__(self) -> None:
-        self.merged: list[dict[str, str]] = []
-
-    def note_merge(self, round_: int, weights: dict[str, float], cids: dict[str, str],
-                   scores: dict[str, float]) -> Provenance:
-        self.merged.append(cids)
-        return Provenance.of_merge(round_, "me", "", weights, cids, scores)
 
 
 def finish_with_one_neighbour(tmp_path: Path, strategy: str, monkeypatch: pytest.MonkeyPatch) -> list[str]:
