@@ -193,6 +193,7 @@ class Node:
             self.event(str(exc))
             return
         self.status.epsilon = self.learner.epsilon
+        self.learner.prune(self.round)
         with timer("evaluate"):
             _, val_acc = self.learner.judge(self.round)
         self.status.loss, self.status.val_acc = stats.loss, val_acc
@@ -207,7 +208,7 @@ class Node:
             self.event(f"round {self.round}: trained {stats.steps} steps, loss {stats.loss:.4f}, "
                        f"val acc {val_acc:.3f}, published {ann.cid[-10:]}",
                        round=self.round, loss=stats.loss, val_acc=val_acc, cid=ann.cid,
-                       parents=list(ann.parents))
+                       parents=list(ann.parents), density=self.learner.density)
         self.await_fresh(exchange, fresh_until)  # not timed: the loop would sleep this time away
         self.finish_exchange(exchange)
         with timer("checkpoint"):
@@ -216,6 +217,11 @@ class Node:
                 last_cid=self.publisher.last_cid, **self.learner.saved()))
         self.event(f"round {self.round} took {sum(timer.spent.values()):.2f} s",
                    round_timings={k: round(v, 5) for k, v in timer.spent.items()})
+        if self.learner.best.stalled(self.round):  # --patience, as the simulator's early stopping
+            self.serving = True
+            self.status.state = "serving (validation loss stopped improving)"
+            self.event(f"no better validation loss for {self.cfg.patience} rounds: stopped training, "
+                       "still serving my snapshots")
 
     def fold(self) -> None:
         assert self.gossip is not None and self.table is not None and self.workers is not None
@@ -270,7 +276,7 @@ class Node:
         scores: dict[str, float] = {}
         if learner.needs.scores:  # a strategy that weighs without scores is spared the work
             with self.timer("score"):
-                scores = {p: learner.score(state) for p, (_, state) in arrived.items()}
+                scores = {p: learner.score(p, state) for p, (_, state) in arrived.items()}
         for peer_id in [p for p, score in scores.items() if score != score]:  # NaN: useless on my data
             self.event(f"skipped {short_id(peer_id)}: similarity is not a number")
             del scores[peer_id], arrived[peer_id]
