@@ -12,6 +12,7 @@ publishing did not hide.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import threading
@@ -27,6 +28,7 @@ from node.learner import Learner, load_shard
 from node.peer_table import SNAPSHOT_ROLES, PeerTable
 from node.pinner import Pinner
 from node.publisher import Publisher
+from node.roles import pick_role
 from node.status import STATUS_FILE, NodeStatus, short_id
 from node.timing import Timer
 from p2p.addresses import WILDCARD_IP4, is_loopback
@@ -36,7 +38,7 @@ from storage import IpfsDaemon, StoreError, schema_fingerprint
 from storage.atomic import write_atomic
 from storage.daemon import LOOPBACK
 from storage.defaults import mib_to_bytes
-from swarm.models import pick_device
+from swarm.models import found_devices, pick_device
 from swarm.privacy import BudgetExhausted
 from swarm.strategies import Candidate, PeerView
 from swarm.training import TrainStats
@@ -90,9 +92,15 @@ class Node:
         cfg = self.cfg
         cfg.data_dir.mkdir(parents=True, exist_ok=True)
         os.chmod(cfg.data_dir, 0o700)
+        choice = pick_role(cfg)
+        self.cfg = cfg = dataclasses.replace(cfg, role=choice.role)
+        self.status.role = choice.role
+        self.event(f"role {choice.role}: {choice.why}", role=choice.role)
         if cfg.role == "trainer":
             device = pick_device(cfg.device)
             self.status.device = str(device)
+            how = "picked by --device auto (cuda > mps > cpu)" if cfg.device == "auto" else "set by --device"
+            self.event(f"device {device}: {how}; found {', '.join(found_devices())}", device=str(device))
             self.learner = Learner(cfg, load_shard(cfg), device)
         # The daemon's swarm port is reachable from where the node's gossip is.
         swarm_host = LOOPBACK if is_loopback(cfg.listen) else WILDCARD_IP4

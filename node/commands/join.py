@@ -34,7 +34,9 @@ HELP = {
     "ipfs_api": f"Kubo RPC API multiaddr; empty: use {DEFAULT_IPFS_API} if it answers, else start a "
                 "private daemon; 'private': always start a private daemon",
     "data_dir": "where keys, checkpoints, status and the private IPFS repo live",
-    "role": "trainer (data + compute), pinner (keeps snapshots available), observer (watches)",
+    "role": "auto (default: trainer when this machine holds the data set or a non-empty --image-folder, "
+            "else pinner with >= 2 GB free in --data-dir, else observer; the choice and why are logged), "
+            "trainer (data + compute), pinner (keeps snapshots available), observer (watches)",
     "dataset": "research data set this peer takes a shard of: fashion-mnist, digits, cifar10",
     "partition": "how the data set is split across peers: iid, dirichlet, label-shift, rotation",
     "alpha": "dirichlet partition: concentration of the class proportions (default 0.5; smaller: skewed)",
