@@ -5,7 +5,8 @@
 - `models`: the architectures, a registry by name, device selection.
 - `training`: local training and evaluation of one model.
 - `privacy`: DP-SGD (Opacus) and its accounting.
-- `pruning`: sparse personalized models.
+- `pruning`: sparse personalized models; `prune_schedule`: when to prune, from either runtime's config
+  (torch-free, so a node checks its settings before loading torch).
 - `similarity`: metrics between my weights and a peer's (a registry).
 - `strategies/`: whom to fetch and how to weigh them (DAC, PANM, gossip, ...), one contract.
 - `merge`: weighted mean or robust merges of state dicts.
