@@ -132,3 +132,11 @@ def test_the_personal_mask_survives_a_checkpoint(tmp_path: Path) -> None:
     resumed.train(None)
     resumed.prune(4)  # at its target: no further pruning, and training did not revive a weight
     assert all(torch.equal(mask_of(resumed.state())[k] | peer.mask[k], peer.mask[k]) for k in peer.mask)
+
+
+def test_patience_stops_a_node_as_the_simulator_stops_a_client() -> None:
+    """The node's best-model record is the simulator's (`BestModel`), given the node's --patience;
+    the loop stops training (and keeps serving) once it says stalled."""
+    peer = learner(patience=2)
+    assert peer.best.offer(1.0, 1) and not peer.best.offer(1.5, 2)
+    assert not peer.best.stalled(2) and peer.best.stalled(3)
