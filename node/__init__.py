@@ -12,6 +12,7 @@
   pinners, and how each peer's snapshots reach us (direct / via pinner).
 - `ipfs_setup`: which IPFS daemon a node uses (the user's, a local Kubo, or its own private one).
 - `learner`: the trainer's learning side (shard, model, strategy, metric, best model), via methods.
+- `roles`: the role `--role auto` picks from this machine's data and disk.
 - `peer_table`: what this node knows of every other peer, folded from announcements.
 - `checkpoint`: resume after `kill -9`.
 - `config`: `join` settings (defaults < TOML < `SWARM_*` < flags).

@@ -1,7 +1,8 @@
 """Checkpoints: everything a node needs to resume after `kill -9`, written atomically every round.
 
 A checkpoint holds the model and optimizer state, the round, the peer table, the strategy state
-(DAC priors, PANM bag), the privacy accountant and the best model on the validation split so far.
+(DAC priors, PANM bag), the privacy accountant, the best model on the validation split so far and a
+sparse model's personal pruning mask.
 It is loaded with `weights_only=True`: a checkpoint file is data, never code.
 """
 
@@ -36,6 +37,7 @@ class Checkpoint:
     last_cid: str = ""
     best: dict[str, Any] = field(default_factory=dict)  # the best model on validation: model, loss, round
     merge: dict[str, Any] = field(default_factory=dict)  # the merge that made `model` (Provenance.record)
+    mask: dict[str, torch.Tensor] = field(default_factory=dict)  # a sparse model's personal pruning mask
 
 
 def save(data_dir: Path, checkpoint: Checkpoint) -> None:

@@ -21,18 +21,20 @@ from p2p.addresses import AddressError, parse_tcp
 from storage.defaults import DEFAULT_MAX_MB
 from swarm.errors import ConfigError
 from swarm.peer_privacy import PeerPrivacyError, check_settings
+from swarm.prune_schedule import PruningError, schedule_from
 from swarm.selection import TOLERANCE
 from swarm.strategies import configured_strategy, resolve_needs
 
-ROLES = ("trainer", "pinner", "observer")
+ROLES = ("auto", "trainer", "pinner", "observer")
 # Numeric settings with a lower bound (every float setting must also be finite): names, test, rule.
 _BOUNDS: tuple[tuple[tuple[str, ...], Callable[[float], bool], str], ...] = (
     (("clients", "samples_per_client", "local_epochs", "batch_size", "reestimate_every", "degree"),
      lambda v: v >= 1, "at least 1"),
-    (("lr", "fetch_timeout_s", "max_snapshot_mb", "dp_max_grad_norm"), lambda v: v > 0, "greater than 0"),
+    (("lr", "fetch_timeout_s", "max_snapshot_mb", "dp_max_grad_norm", "alpha"), lambda v: v > 0,
+     "greater than 0"),
     (("neighbours", "rounds", "max_steps_per_round", "round_interval_s", "dp_epsilon", "dp_delta",
-      "clip_norm", "tau", "guard_tolerance", "stage1_rounds", "max_peer_epsilon"), lambda v: v >= 0,
-     "0 or more"),
+      "clip_norm", "tau", "guard_tolerance", "stage1_rounds", "max_peer_epsilon", "patience"),
+     lambda v: v >= 0, "0 or more"),
 )
 
 
@@ -47,10 +49,12 @@ class NodeConfig:
     ipfs_swarm_port: int = 0
     ipfs_announce_addr: list[str] = field(default_factory=list)
     data_dir: Path = Path("swarm-data")
-    role: str = "trainer"
+    role: str = "auto"  # node.roles: trainer with data, pinner with disk, else observer
     # What this peer trains on: a shard of a research data set, or a folder of the user's own images.
     dataset: str = "fashion-mnist"
     partition: str = "rotation"
+    alpha: float = 0.5  # dirichlet concentration
+    split: str = "pools"  # "pools" or the thesis's fixed "thesis" split (swarm.partition)
     clients: int = 4
     client: int = 0
     samples_per_client: int = 400
@@ -68,6 +72,7 @@ class NodeConfig:
     aggregate: str = "samples"  # dac: "samples" or "similarity"
     stage1_rounds: int = 50  # panm
     reestimate_every: int = 2  # panm
+    panm_alpha: float = 0.0  # panm metric: weight of the current-update cosine (the thesis: 0)
     topology: str = "full"  # gossip: "full", "ring" or random "regular" graph of `degree`
     degree: int = 4  # gossip
     graph_seed: int = 0  # gossip
@@ -93,6 +98,12 @@ class NodeConfig:
     dp_epsilon: float = 0.0
     dp_delta: float = 1e-5
     dp_max_grad_norm: float = 1.0
+    optimizer: str = "adam"
+    patience: int = 0  # stop training (keep serving) after this many rounds without a better val loss
+    # Sparse personalised models (swarm.pruning), scheduled as in the simulator.
+    prune_target: float = 1.0  # final density of prunable weights; 1 = dense
+    prune_rate: float = 0.2  # fraction of the kept weights pruned each time
+    prune_every: int = 1  # rounds between prunings (from the second round on)
     headless: bool = False
 
     def __post_init__(self) -> None:
@@ -124,6 +135,11 @@ class NodeConfig:
         except PeerPrivacyError as exc:
             raise ConfigError(str(exc)) from None
         self._check_strategy()
+        try:
+            schedule_from(vars(self))
+        except PruningError as exc:
+            raise ConfigError(f"pruning settings: {exc}; see --prune-target, --prune-rate, --prune-every"
+                              ) from None
 
     def _check_strategy(self) -> None:
         """Refuse, before any daemon starts, a strategy a node cannot run or parameters its

@@ -22,8 +22,10 @@ from swarm.merge import merge
 from swarm.models import build_model
 from swarm.partition import ClientData, partition, split_of
 from swarm.privacy import PrivacyBudget, PrivacyConfigError, PrivateTraining, make_private
+from swarm.prune_schedule import schedule_from
+from swarm.pruning import Mask, apply_mask, density, full_mask, masked_merge, prune
 from swarm.selection import BestModel, Guarded, guard
-from swarm.similarity import SimilarityInputs, similarity
+from swarm.similarity import READS_PREVIOUS, SimilarityInputs, similarity
 from swarm.strategies import PeerView, configured_strategy, resolve_needs
 from swarm.training import ShuffledBatches, TrainStats, evaluate, make_optimizer, train_local
 
@@ -55,7 +57,7 @@ def load_shard(cfg: NodeConfig) -> Shard:
     # Test splits of 1,000 samples: each peer's accuracy is compared with training alone, and the
     # standard error of an accuracy near 0.75 is 0.03 on 200 samples, 0.014 on 1,000.
     client = partition(ds, cfg.partition, cfg.clients, train=n, val=max(n // 4, 1), test=TEST_SAMPLES,
-                       seed=cfg.seed)[cfg.client]
+                       seed=cfg.seed, alpha=cfg.alpha, split=cfg.split)[cfg.client]
     return Shard(client, ds.num_classes)
 
 
@@ -81,6 +83,25 @@ def load_image_folder(root: Path, *, colour: bool, seed: int) -> Shard:
                  num_classes=len(folder.classes))
 
 
+class PeerHistory:
+    """Per peer, the last two different models scored. A node never sees the weights a peer started
+    its round from (the simulator does); the step between a peer's two latest snapshots is the
+    nearest it has to that peer's current update (PANM's metric), and the common init before that."""
+
+    def __init__(self, init: StateDict) -> None:
+        self.init = init
+        self.latest: dict[str, StateDict] = {}
+        self.before: dict[str, StateDict] = {}
+
+    def previous(self, peer_id: str, theirs: StateDict) -> StateDict:
+        """The model of `peer_id` before `theirs` (which is remembered as its latest)."""
+        latest = self.latest.get(peer_id)
+        if latest is not None and not all(torch.equal(latest[k], theirs[k]) for k in theirs):
+            self.before[peer_id] = latest
+        self.latest[peer_id] = theirs
+        return self.before.get(peer_id, self.init)
+
+
 class Learner:
     def __init__(self, cfg: NodeConfig, shard: Shard, device: torch.device) -> None:
         self.cfg, self.shard, self.device = cfg, shard, device
@@ -92,7 +113,8 @@ class Learner:
         self.model = build_model(model_name, in_channels=shard.in_channels, num_classes=shard.num_classes)
         self.model.to(device)
         self.init = self.state()
-        self.optimizer = make_optimizer("adam", self.model.parameters(), cfg.lr)
+        self.start = self.init  # the weights this round's training started from
+        self.optimizer = make_optimizer(cfg.optimizer, self.model.parameters(), cfg.lr)
         generator = torch.Generator().manual_seed(cfg.seed * 1000 + cfg.client)
         data = shard.data
         self.train_batches = ShuffledBatches(data.train_x, data.train_y, cfg.batch_size, generator)
@@ -100,10 +122,13 @@ class Learner:
         self.needs = resolve_needs(cfg.strategy, "node", cfg.similarity)
         self.strategy = configured_strategy(cfg.strategy, self.needs, vars(cfg))
         self.metric = similarity(self.needs.similarity)
+        self.history = PeerHistory(self.init) if self.needs.similarity in READS_PREVIOUS else None
+        self.schedule = schedule_from(vars(cfg))
+        self.mask: Mask = full_mask(self.init) if self.schedule is not None else {}
         self.rng = random.Random(cfg.seed * 7919 + cfg.client)
         self._scratch = build_model(model_name, in_channels=shard.in_channels, num_classes=shard.num_classes)
         self.private = self._make_private() if cfg.dp_epsilon > 0 else None
-        self.best = BestModel()
+        self.best = BestModel(cfg.patience)
         self.best_state = self.state()
 
     def _make_private(self) -> PrivateTraining:
@@ -135,10 +160,26 @@ class Learner:
         As in the simulator, each round starts with a fresh optimizer state: the merge replaced the
         weights the old moments belonged to."""
         self.optimizer.state.clear()
+        self.start = self.state()
         if self.private is not None:
             return self.private.train(self.cfg.local_epochs, self.device)
         return train_local(self.model, self.train_batches, epochs=self.cfg.local_epochs,
                            optimizer=self.optimizer, device=self.device, max_steps=max_steps)
+
+    def prune(self, round_: int) -> None:
+        """After round `round_`'s training (a node counts rounds from 1, the schedule from 0, as the
+        simulator): prune when the schedule says so, and zero the pruned weights training moved."""
+        if self.schedule is None:
+            return
+        state = self.state()
+        if self.schedule.due(round_ - 1):
+            self.mask = prune(state, self.mask, self.schedule.rate, self.schedule.target_density)
+        self.model.load_state_dict(apply_mask(state, self.mask))
+
+    @property
+    def density(self) -> float:
+        """Fraction of the prunable weights this peer keeps (1: a dense model)."""
+        return density(self.mask) if self.mask else 1.0
 
     def evaluate(self, split: str = "val") -> tuple[float, float]:
         return evaluate(self.model, [split_of(self.shard.data, split)], self.device)
@@ -168,7 +209,7 @@ class Learner:
         """What a checkpoint keeps of the learning side (the `Checkpoint` fields of the same names)."""
         return {"model": self.state(), "optimizer": self.optimizer.state_dict(),
                 "strategy": self.strategy.state_dict(),
-                "privacy": self.private.state_dict() if self.private else {},
+                "privacy": self.private.state_dict() if self.private else {}, "mask": self.mask,
                 "best": {"model": self.best_state, "loss": self.best.loss, "round": self.best.round}}
 
     def restore(self, saved: Mapping[str, Any]) -> None:
@@ -176,6 +217,8 @@ class Learner:
         self.model.load_state_dict(saved["model"])
         self.optimizer.load_state_dict(saved["optimizer"])
         self.strategy.load_state_dict(saved["strategy"])
+        if self.schedule is not None and saved["mask"]:
+            self.mask = dict(saved["mask"])
         if saved["best"]:
             best = saved["best"]
             self.best_state = dict(best["model"])
@@ -208,8 +251,13 @@ class Learner:
         state = self.best_state if self.has_val and self.best.round >= 0 else self.state()
         return self._on_my_data(state, "test")[1]
 
-    def score(self, theirs: StateDict) -> float:
-        inputs = SimilarityInputs(init=self.init, loss_of=lambda _flat: self.loss_on_my_data(theirs))
+    def score(self, peer_id: str, theirs: StateDict) -> float:
+        """Similarity of `peer_id`'s model `theirs` to mine, given what the metric reads (PANM's: both
+        current updates, `PeerHistory`)."""
+        inputs = SimilarityInputs(
+            init=self.init, loss_of=lambda _flat: self.loss_on_my_data(theirs), alpha=self.cfg.panm_alpha,
+            mine_prev=self.start if self.history else None,
+            theirs_prev=self.history.previous(peer_id, theirs) if self.history else None)
         return float(self.metric(self.state(), theirs, inputs))
 
     def merge(self, me: str, states: dict[str, StateDict], weights: dict[str, float],
@@ -219,6 +267,8 @@ class Learner:
         own = self.state()
 
         def merged(w: Mapping[str, float]) -> StateDict:
+            if self.schedule is not None:  # sparse models: average only where masks overlap, as the simulator
+                return masked_merge(states, w, me, self.mask)
             return merge(states, w, method=self.cfg.merge, reference=own,
                          clip_norm=self.cfg.clip_norm or None)
 

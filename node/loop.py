@@ -12,6 +12,7 @@ publishing did not hide.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import threading
@@ -27,6 +28,7 @@ from node.learner import Learner, load_shard
 from node.peer_table import SNAPSHOT_ROLES, PeerTable
 from node.pinner import Pinner
 from node.publisher import Publisher
+from node.roles import pick_role
 from node.status import STATUS_FILE, NodeStatus, short_id
 from node.timing import Timer
 from p2p.addresses import WILDCARD_IP4, is_loopback
@@ -36,7 +38,7 @@ from storage import IpfsDaemon, StoreError, schema_fingerprint
 from storage.atomic import write_atomic
 from storage.daemon import LOOPBACK
 from storage.defaults import mib_to_bytes
-from swarm.models import pick_device
+from swarm.models import found_devices, pick_device
 from swarm.peer_privacy import eligible, merge_weights, refused
 from swarm.privacy import BudgetExhausted
 from swarm.strategies import Candidate, PeerView
@@ -91,9 +93,15 @@ class Node:
         cfg = self.cfg
         cfg.data_dir.mkdir(parents=True, exist_ok=True)
         os.chmod(cfg.data_dir, 0o700)
+        choice = pick_role(cfg)
+        self.cfg = cfg = dataclasses.replace(cfg, role=choice.role)
+        self.status.role = choice.role
+        self.event(f"role {choice.role}: {choice.why}", role=choice.role)
         if cfg.role == "trainer":
             device = pick_device(cfg.device)
             self.status.device = str(device)
+            how = "picked by --device auto (cuda > mps > cpu)" if cfg.device == "auto" else "set by --device"
+            self.event(f"device {device}: {how}; found {', '.join(found_devices())}", device=str(device))
             self.learner = Learner(cfg, load_shard(cfg), device)
         # The daemon's swarm port is reachable from where the node's gossip is.
         swarm_host = LOOPBACK if is_loopback(cfg.listen) else WILDCARD_IP4
@@ -195,6 +203,7 @@ class Node:
             self.event(str(exc))
             return
         self.status.epsilon = self.learner.epsilon
+        self.learner.prune(self.round)
         with timer("evaluate"):
             _, val_acc = self.learner.judge(self.round)
         self.status.loss, self.status.val_acc = stats.loss, val_acc
@@ -209,7 +218,7 @@ class Node:
             self.event(f"round {self.round}: trained {stats.steps} steps, loss {stats.loss:.4f}, "
                        f"val acc {val_acc:.3f}, published {ann.cid[-10:]}",
                        round=self.round, loss=stats.loss, val_acc=val_acc, cid=ann.cid,
-                       parents=list(ann.parents))
+                       parents=list(ann.parents), density=self.learner.density)
         self.await_fresh(exchange, fresh_until)  # not timed: the loop would sleep this time away
         self.finish_exchange(exchange)
         with timer("checkpoint"):
@@ -218,6 +227,11 @@ class Node:
                 last_cid=self.publisher.last_cid, merge=self.publisher.saved_merge(), **self.learner.saved()))
         self.event(f"round {self.round} took {sum(timer.spent.values()):.2f} s",
                    round_timings={k: round(v, 5) for k, v in timer.spent.items()})
+        if self.learner.best.stalled(self.round):  # --patience, as the simulator's early stopping
+            self.serving = True
+            self.status.state = "serving (validation loss stopped improving)"
+            self.event(f"no better validation loss for {self.cfg.patience} rounds: stopped training, "
+                       "still serving my snapshots")
 
     def fold(self) -> None:
         assert self.gossip is not None and self.table is not None and self.workers is not None
@@ -283,7 +297,7 @@ class Node:
         scores: dict[str, float] = {}
         if learner.needs.scores:  # a strategy that weighs without scores is spared the work
             with self.timer("score"):
-                scores = {p: learner.score(a.state) for p, a in arrived.items()}
+                scores = {p: learner.score(p, a.state) for p, a in arrived.items()}
         for peer_id in [p for p, score in scores.items() if score != score]:  # NaN: useless on my data
             self.event(f"skipped {short_id(peer_id)}: similarity is not a number")
             del scores[peer_id], arrived[peer_id]

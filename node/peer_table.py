@@ -66,7 +66,7 @@ class PeerTable:
         now = time.time() if now is None else now
         if ann.publisher == self.me:
             return "own announcement"
-        if ann.schema != self.schema:
+        if self.schema and ann.schema != self.schema:  # a pinner or observer has no model: follows all
             return f"model schema {ann.schema[:12]} differs from ours {self.schema[:12]}"
         known = self.records.get(ann.publisher)
         if known is not None and ann.round < known.announcement.round:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import time
 from collections import deque
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -80,8 +80,11 @@ class NodeStatus:
         self.events.append((time.time(), message))
 
     def to_json(self) -> str:
-        record = asdict(self)
-        record["events"] = list(self.events)
+        # list() copies the deque in one C call; asdict's deep copy of it runs Python code, which the
+        # SIGTERM handler (it logs an event) can cut into: "deque mutated during iteration".
+        events = list(self.events)
+        record = asdict(replace(self, events=deque()))
+        record["events"] = events
         return json.dumps(record)
 
     @classmethod

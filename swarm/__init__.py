@@ -7,7 +7,8 @@
 - `privacy`: DP-SGD (Opacus) and its accounting.
 - `peer_privacy`: epsilon-aware neighbours: a ceiling on the epsilon a merged peer spent, noise-aware
   merge weights.
-- `pruning`: sparse personalized models.
+- `pruning`: sparse personalized models; `prune_schedule`: when to prune, from either runtime's config
+  (torch-free, so a node checks its settings before loading torch).
 - `similarity`: metrics between my weights and a peer's (a registry).
 - `strategies/`: whom to fetch and how to weigh them (DAC, PANM, gossip, ...), one contract.
 - `merge`: weighted mean or robust merges of state dicts.

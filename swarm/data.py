@@ -66,6 +66,10 @@ def to_images(a: np.ndarray) -> torch.Tensor:
     return (x - 0.5) / 0.5
 
 
+FASHION_STEMS = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
+                 "t10k-labels-idx1-ubyte")
+
+
 def fashion_mnist() -> Dataset:
     part = {
         k: read_idx(find_idx(f"{p}-{k}-idx{d}-ubyte"))
@@ -97,10 +101,14 @@ def digits(seed: int = 0, test_fraction: float = 0.25) -> Dataset:
     return Dataset("digits", x[tr], y[tr], x[te], y[te], 10, 1, "digits-mlp")
 
 
+def cifar_root() -> Path:
+    return Path(os.environ.get("SWARM_DATA_DIR", Path.home() / ".cache" / "swarm-node"))
+
+
 def cifar10() -> Dataset:
     from torchvision.datasets import CIFAR10
 
-    root = Path(os.environ.get("SWARM_DATA_DIR", Path.home() / ".cache" / "swarm-node"))
+    root = cifar_root()
     try:
         train, test = (
             CIFAR10(str(root), train=True, download=False),
@@ -128,6 +136,18 @@ LOADERS = {"fashion-mnist": fashion_mnist, "digits": digits, "cifar10": cifar10}
 
 class UnknownDatasetError(SwarmError, ValueError):
     """Asked for a dataset name that is not supported."""
+
+
+def available(name: str) -> bool:
+    """Whether data set `name` is on this machine, without loading it (digits ships with sklearn)."""
+    if name == "fashion-mnist":
+        try:
+            return all(find_idx(stem) for stem in FASHION_STEMS)
+        except DatasetNotFoundError:
+            return False
+    if name == "cifar10":
+        return (cifar_root() / "cifar-10-batches-py").is_dir()
+    return name in LOADERS
 
 
 def load_dataset(name: str) -> Dataset:

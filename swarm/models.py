@@ -145,6 +145,15 @@ def build_model(name: str, *, in_channels: int = 1, num_classes: int = 10) -> nn
     return factory(in_channels=in_channels, num_classes=num_classes)
 
 
+def found_devices() -> list[str]:
+    """The devices torch can use here, accelerators named, cpu last (what `auto` chose among)."""
+    found = [f"cuda:{i} ({torch.cuda.get_device_name(i)})" for i in range(torch.cuda.device_count())]
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        found.append("mps")
+    return [*found, "cpu"]
+
+
 def pick_device(requested: str = "auto") -> torch.device:
     """`auto` picks cuda > mps > cpu; an explicit device that is not available is an error."""
     if requested == "auto":

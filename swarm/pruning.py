@@ -17,37 +17,10 @@ from dataclasses import dataclass
 
 import torch
 
-from swarm.errors import SwarmError
+from swarm.prune_schedule import PruneSchedule, PruningError
 
 StateDict = Mapping[str, torch.Tensor]
 Mask = dict[str, torch.Tensor]
-
-
-class PruningError(SwarmError, ValueError):
-    """A pruning setting or a merge input that cannot work."""
-
-
-@dataclass(frozen=True)
-class PruneSchedule:
-    """Prune `rate` of the remaining prunable weights every `every` rounds from round `start` on,
-    down to `target_density` (fraction of prunable weights kept)."""
-
-    rate: float = 0.2
-    every: int = 1
-    target_density: float = 0.1
-    start: int = 1
-
-    def __post_init__(self) -> None:
-        if not 0 < self.rate < 1:
-            raise PruningError(f"prune rate must be in (0, 1), got {self.rate}")
-        if not 0 < self.target_density <= 1:
-            raise PruningError(f"target density must be in (0, 1], got {self.target_density}")
-        if self.every < 1 or self.start < 0:
-            raise PruningError(f"prune every >= 1 round from round >= 0, got every={self.every}, "
-                               f"start={self.start}")
-
-    def due(self, round_: int) -> bool:
-        return round_ >= self.start and (round_ - self.start) % self.every == 0
 
 
 def prunable(name: str, tensor: torch.Tensor) -> bool:

@@ -97,6 +97,9 @@ SIMILARITIES: dict[str, Callable[[torch.Tensor, torch.Tensor, SimilarityInputs],
     "panm": panm,
 }
 
+# The metrics that read `mine_prev` / `theirs_prev`: a runtime keeps peers' earlier models for them only.
+READS_PREVIOUS = frozenset({"panm"})
+
 
 def check_name(name: str) -> str:
     if name not in SIMILARITIES:

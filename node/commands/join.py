@@ -35,9 +35,13 @@ HELP = {
     "ipfs_api": f"Kubo RPC API multiaddr; empty: use {DEFAULT_IPFS_API} if it answers, else start a "
                 "private daemon; 'private': always start a private daemon",
     "data_dir": "where keys, checkpoints, status and the private IPFS repo live",
-    "role": "trainer (data + compute), pinner (keeps snapshots available), observer (watches)",
+    "role": "auto (default: trainer when this machine holds the data set or a non-empty --image-folder, "
+            "else pinner with >= 2 GB free in --data-dir, else observer; the choice and why are logged), "
+            "trainer (data + compute), pinner (keeps snapshots available), observer (watches)",
     "dataset": "research data set this peer takes a shard of: fashion-mnist, digits, cifar10",
     "partition": "how the data set is split across peers: iid, dirichlet, label-shift, rotation",
+    "alpha": "dirichlet partition: concentration of the class proportions (default 0.5; smaller: skewed)",
+    "split": "pools (default: per-shard draws) or thesis (the thesis's fixed Fashion-MNIST split)",
     "clients": "number of shards the data set is split into",
     "client": "which shard this peer holds (0-based)",
     "strategy": f"whom to fetch and how to weigh them: {', '.join(runnable('node'))} (fedavg and oracle "
@@ -56,6 +60,9 @@ HELP = {
                      "(default 50)",
     "reestimate_every": "panm: in stage 2, explore outsiders and refit the bag every this many rounds "
                         "(default 2)",
+    "panm_alpha": "panm metric: weight of the cosine of the current updates (mine since this round's "
+                  "training began, a peer's between its two latest snapshots) against the accumulated "
+                  "ones since the common init (default 0, as the thesis)",
     "topology": "gossip: the overlay graph peers are drawn from: full (default), ring, regular",
     "degree": "gossip: neighbours of each peer in the regular graph (default 4)",
     "graph_seed": "gossip: seed of the regular graph (every peer must use the same; default 0)",
@@ -71,7 +78,26 @@ HELP = {
     "merge_weights": "strategy (default: the strategy's merge weights) or noise-aware: each weight times "
                      f"e^2/(e^2+{HALF_WEIGHT_EPSILON:g}^2) of the epsilon e the peer spent (1 without DP), "
                      "so noisier models weigh less",
-    "device": "auto (cuda > mps > cpu), cpu, cuda, mps",
+    "merge": "how the merge combines models: mean (default), median, trimmed-mean (sparse models: the "
+             "mean where masks overlap)",
+    "clip_norm": "clip each neighbour's distance to my weights to this norm before merging (0: off)",
+    "model": "architecture; empty: the data set's default (fashion-cnn, digits-mlp, lenet; resnet18)",
+    "seed": "swarm seed: the common initial weights and the data partition (every peer must use the same)",
+    "local_epochs": "training epochs over the shard per round (default 1)",
+    "batch_size": "training batch size (default 32)",
+    "lr": "learning rate (default 0.001)",
+    "optimizer": "adam (default) or sgd; its state starts afresh every round, as in the simulator",
+    "patience": "stop training after this many rounds without a better validation loss, keep serving "
+                "snapshots (0: never; the simulator's early stopping)",
+    "dp_epsilon": "differential privacy: epsilon the whole run spends (DP-SGD; needs --rounds; 0: no DP)",
+    "dp_delta": "differential privacy: delta (default 1e-5)",
+    "dp_max_grad_norm": "differential privacy: per-sample gradient clipping norm (default 1)",
+    "prune_target": "sparse personalised model: fraction of the prunable weights finally kept (1: dense, "
+                    "default); the personal mask is kept in the checkpoint, snapshots travel as mask + "
+                    "values",
+    "prune_rate": "sparse model: fraction of the kept weights pruned each time (default 0.2)",
+    "prune_every": "sparse model: rounds between prunings, from the second round on (default 1)",
+    "device": "auto (cuda > mps > cpu; the choice and what was found are logged), cpu, cuda, mps",
     "rounds": "stop after this many rounds (0: run until stopped)",
     "max_steps_per_round": "cap on training steps per round (a slow device trains less, not later)",
     "round_interval_s": "a round lasts at least this long (time for peers' announcements to arrive)",

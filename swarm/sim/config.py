@@ -76,6 +76,19 @@ class SimConfig:
 
 KEYS = {f.name: f for f in fields(SimConfig)}
 
+# The keys a node (`node.config.NodeConfig`, `swarm-node join`) does not take, and why; every other
+# key is a node setting of the same name and meaning (tests/unit/test_strategy_contract.py holds both
+# configs to this). A new simulator key goes to the node too, or here with its reason.
+SIMULATOR_ONLY: dict[str, str] = {
+    # A node holds one shard: `samples_per_client` training samples, a quarter as many for validation
+    # and 1,000 test samples, so that its accuracy against training alone is measured to +-0.014.
+    "train_samples": "a node's shard is sized by samples_per_client",
+    "val_samples": "a node's validation split is a quarter of samples_per_client",
+    "test_samples": "a node's test split is 1,000 samples",
+    "test_every": "a node tests its best model once, when its rounds are done",
+    "engine": "how the simulator batches its many virtual clients; a node trains one model",
+}
+
 
 def coerce(key: str, value: Any) -> Any:
     if key not in KEYS:

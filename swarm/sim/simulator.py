@@ -27,7 +27,8 @@ from swarm.models import build_model, pick_device
 from swarm.partition import ClientData, partition
 from swarm.peer_privacy import check_settings, eligible, merge_weights
 from swarm.privacy import PrivacyBudget
-from swarm.pruning import PruneSchedule, RowPruning
+from swarm.prune_schedule import schedule_from
+from swarm.pruning import RowPruning
 from swarm.selection import BestModel, guard
 from swarm.sim.config import SimConfig
 from swarm.sim.dp_engine import PrivateLoopEngine
@@ -166,8 +167,8 @@ def simulate(
     init = flatten(model.state_dict())
     flat = init.repeat(n, 1)
     published: dict[int, torch.Tensor] = {}
-    pruning = RowPruning(PruneSchedule(cfg.prune_rate, cfg.prune_every, cfg.prune_target), layout.names,
-                         layout.shapes) if cfg.prune_target < 1 else None
+    schedule = schedule_from(cfg.to_dict())
+    pruning = RowPruning(schedule, layout.names, layout.shapes) if schedule is not None else None
     masks = torch.ones_like(flat, dtype=torch.bool)
     result = SimResult(
         config={**cfg.to_dict(), "similarity": metric_name, "engine": type(engine).__name__},

@@ -3,6 +3,7 @@ a real `swarm-bootstrap`, libp2p gossip and IPFS bitswap on 127.0.0.1, real Fash
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -21,6 +22,7 @@ from node.processes import Bootstrap, Child, kill_all
 from node.status import read_status, read_status_or_none
 from p2p.addresses import LOOPBACK_LISTEN
 from storage import IpfsDaemon, IpfsStore, decode
+from swarm.strategies import runnable
 
 SWARM = "itest"
 BIN = Path(sys.executable).parent
@@ -65,6 +67,64 @@ def trainer(tmp_path: Path, name: str, bootstrap: str, client: int, clients: int
                           rounds=4, round_interval_s=1.0, headless=True)
     settings.update(over)
     return NodeConfig(**settings)
+
+
+def start_swarm(tmp_path: Path, procs: list[Child], configs: dict[str, NodeConfig]) -> dict[str, Child]:
+    """A bootstrap and one `swarm-node join` process per config, started together (each config's
+    `bootstrap` is replaced by this one's address)."""
+    boot = Bootstrap(SWARM, tmp_path / "boot")
+    procs.append(boot)
+    children = {}
+    for name, cfg in configs.items():
+        children[name] = Child(join_argv(dataclasses.replace(cfg, bootstrap=[boot.addr])),
+                               tmp_path / f"{name}.log")
+        procs.append(children[name])
+    return children
+
+
+@pytest.mark.parametrize("strategy", runnable("node"))
+def test_three_peers_run_each_node_strategy_and_merge(tmp_path: Path, procs: list[Child],
+                                                       strategy: str) -> None:
+    """Three real peers on 8x8 digits, 3 rounds: each merges a neighbour's model at least once (the
+    merge guard off: this is about the strategy's choice reaching a merge); `local` merges nothing."""
+    names = ["a", "b", "c"]
+    configs = {n: trainer(tmp_path, n, "", i, 3, dataset="digits", strategy=strategy, neighbours=2,
+                          rounds=3, round_interval_s=4.0, merge_guard=False)
+               for i, n in enumerate(names)}
+    children = start_swarm(tmp_path, procs, configs)
+    for child in children.values():
+        assert child.proc.wait(120) == 0, child.log_path.read_text()[-3000:]
+    for name, child in children.items():
+        events = records_of(child)
+        done = [r for r in events if "test_acc" in r]
+        assert done, (name, events[-5:])
+        status = read_status(configs[name].data_dir)
+        assert len(status.peers) == 2, (name, status.peers)  # it heard of both others
+        if strategy == "local":
+            assert done[-1]["merges"] == 0 and not [r for r in events if "merged" in r], name
+        else:
+            assert done[-1]["merges"] >= 1, (name, [r["event"] for r in events])
+
+
+def test_an_observer_follows_the_swarm_and_publishes_nothing(tmp_path: Path, procs: list[Child]) -> None:
+    configs = {"trainer": trainer(tmp_path, "trainer", "", 0, 1, dataset="digits", rounds=3,
+                                  round_interval_s=2.0),
+               "observer": trainer(tmp_path, "observer", "", 0, 1, dataset="digits", role="observer",
+                                   rounds=0)}
+    children = start_swarm(tmp_path, procs, configs)
+    assert children["trainer"].proc.wait(120) == 0, children["trainer"].log_path.read_text()[-3000:]
+    trainer_id = read_status(configs["trainer"].data_dir).peer_id
+    wait_until(lambda: any(p.peer_id == trainer_id and p.round >= 3
+                           for p in read_status(configs["observer"].data_dir).peers),
+               30, "the observer to follow the trainer's last announcement")
+    assert children["observer"].stop(30) == 0, children["observer"].log_path.read_text()[-3000:]
+    events = records_of(children["observer"])
+    assert [r["role"] for r in events if "role" in r] == ["observer"]
+    assert not [r for r in events if "published" in r["event"] or "device" in r], events
+    observer = read_status(configs["observer"].data_dir)
+    assert observer.role == "observer" and observer.bytes_out == 0 and observer.round == 0
+    # Nothing of the observer reached the trainer: it never announced itself.
+    assert [p.peer_id for p in read_status(configs["trainer"].data_dir).peers] == []
 
 
 def test_demo_peers_merge_and_beat_training_alone(tmp_path: Path) -> None:

@@ -50,7 +50,7 @@ def test_score_and_merge_use_the_peer_state() -> None:
     for _ in range(2):
         a.train(None)
         b.train(None)
-    assert a.score(b.state()) > 0
+    assert a.score("b", b.state()) > 0
     mine, theirs = a.state(), b.state()
     verdict = a.merge("me", {"me": mine, "peer": theirs}, {"me": 0.5, "peer": 0.5}, rounds_trained=2)
     assert verdict.rejected == []  # iid digits: the peer's model helps

@@ -63,6 +63,13 @@ def test_peer_table_keeps_newest_compatible_and_says_why_it_skips() -> None:
     assert [r.peer_id for r in table.candidates()] == ["p1"]
 
 
+def test_a_peer_table_without_a_model_of_its_own_follows_every_schema() -> None:
+    """A pinner's or observer's table: it trains nothing, so no schema of its own can rule a peer out."""
+    table = PeerTable("me", "")
+    assert table.fold(ann("p1", 1, schema="s1")) is None and table.fold(ann("p2", 1, schema="s2")) is None
+    assert sorted(table.records) == ["p1", "p2"]
+
+
 def test_peer_table_backs_off_a_failing_peer_then_forgives_it() -> None:
     table = PeerTable("me", "s1")
     table.fold(ann("p1", 1))

@@ -53,7 +53,7 @@ def test_the_node_scores_with_the_strategy_default_metric_unless_the_config_name
     assert panm.needs.similarity == "panm" and panm.needs.scores
     panm.train(None)
     # PANM's metric is a cosine of updates: my own model is exactly like itself (1/loss would not be 1).
-    assert panm.score(panm.state()) == pytest.approx(1.0)
+    assert panm.score("me", panm.state()) == pytest.approx(1.0)
     assert learner(strategy="dac").needs.similarity == "inverse-loss"
     assert learner(strategy="panm", similarity="l2").needs.similarity == "l2"
     assert not learner(strategy="random").needs.scores
@@ -146,8 +146,8 @@ def finish_with_one_neighbour(tmp_path: Path, strategy: str, monkeypatch: pytest
         node.publisher = publisher = NotesMerges()  # type: ignore[assignment]
         scored: list[str] = []
 
-        def score(state: dict) -> float:
-            scored.append("p1")
+        def score(peer_id: str, state: dict) -> float:
+            scored.append(peer_id)
             return 1.0
 
         monkeypatch.setattr(node.learner, "score", score)
