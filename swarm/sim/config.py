@@ -87,6 +87,7 @@ SIMULATOR_ONLY: dict[str, str] = {
     "test_samples": "a node's test split is 1,000 samples",
     "test_every": "a node tests its best model once, when its rounds are done",
     "engine": "how the simulator batches its many virtual clients; a node trains one model",
+    "dp_epsilons": "per-client DP targets cycled over the simulated clients; a node has one, dp_epsilon",
 }
 
 
