@@ -16,13 +16,14 @@ def folder_name(class_name: str) -> str:
     return class_name.replace("/", "_")
 
 
-def write_fashion_folder(root: Path, per_class: int) -> Path:
-    """`root/<class name>/<n>.png`, the first `per_class` test images of each Fashion-MNIST class."""
+def write_fashion_folder(root: Path, per_class: int, skip: int = 0) -> Path:
+    """`root/<class name>/<n>.png`: `per_class` test images of each Fashion-MNIST class, after its first
+    `skip` ones (folders with different `skip` ranges hold different images)."""
     images = read_idx(find_idx("t10k-images-idx3-ubyte"))
     labels = read_idx(find_idx("t10k-labels-idx1-ubyte"))
     for label, name in enumerate(INFO["fashion-mnist"].classes):
         folder = root / folder_name(name)
         folder.mkdir(parents=True, exist_ok=True)
-        for n, i in enumerate(np.flatnonzero(labels == label)[:per_class]):
+        for n, i in enumerate(np.flatnonzero(labels == label)[skip:skip + per_class]):
             Image.fromarray(images[i]).save(folder / f"{n}.png")
     return root
