@@ -10,6 +10,7 @@
 - `ipfs_setup`: which IPFS daemon a node uses (the user's, a local Kubo, or its own private one).
 - `learner`: the trainer's learning side (shard, model, strategy, metric, best model), via methods.
 - `peer_table`: what this node knows of every other peer, folded from announcements.
+- `manifest`: joining by a swarm manifest (its model, input shape, classes and initial weights).
 - `checkpoint`: resume after `kill -9`.
 - `config`: `join` settings (defaults < TOML < `SWARM_*` < flags).
 - `status`: the status record a node writes and its rich rendering.

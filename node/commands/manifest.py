@@ -67,6 +67,7 @@ def create(args: argparse.Namespace) -> int:
     from storage import IpfsStore, encode
     from storage.manifest import Manifest
     from swarm.data import INFO
+    from swarm.labels import map_names
     from swarm.models import build_model
 
     if args.dataset:
@@ -78,6 +79,7 @@ def create(args: argparse.Namespace) -> int:
             raise UsageError("--classes needs --model (e.g. fashion-cnn for 1x28x28 grey images)")
         model = args.model
         usual = next((info.input_shape for info in INFO.values() if info.model == model), None)
+    map_names(classes, classes, "class")  # joiners match folders by name: names must differ by more than case
     shape = _shape(args.input_shape) if args.input_shape else usual
     if shape is None:
         raise UsageError(f"give --input-shape: model {model} has no usual input shape")
