@@ -37,10 +37,14 @@ def folders(out: Path) -> None:
     write_fashion_folder(out / "eval", per_class=100, skip=30)
 
 
-def accuracy(learner: Learner, eval_dir: Path) -> float:
+def held_out(eval_dir: Path) -> tuple[torch.Tensor, torch.Tensor]:
     data = load_shard(NodeConfig(image_folder=str(eval_dir))).data
     x = torch.cat([data.train_x, data.val_x, data.test_x])
-    y = torch.cat([data.train_y, data.val_y, data.test_y])
+    return x, torch.cat([data.train_y, data.val_y, data.test_y])
+
+
+def accuracy(learner: Learner, x: torch.Tensor, y: torch.Tensor) -> float:
+    """Of the learner's best model on validation so far."""
     model = copy.deepcopy(learner.model).cpu().eval()
     model.load_state_dict(learner.best_state)
     with torch.no_grad():
@@ -57,6 +61,7 @@ def run(out: Path, rounds: int, guard: bool, alone: bool) -> None:
         for i in range(SHARD_PEERS):
             cfg = NodeConfig(dataset="fashion-mnist", clients=SHARD_PEERS, client=i, **common)
             peers[f"shard{i}"] = Learner(cfg, load_shard(cfg), cpu)
+    x, y = held_out(out / "eval")
     started = time.monotonic()
     for rnd in range(1, rounds + 1):
         loss = {name: peer.train(None).loss for name, peer in peers.items()}
@@ -67,10 +72,9 @@ def run(out: Path, rounds: int, guard: bool, alone: bool) -> None:
         taken = [p for p, w in merged["volunteer"].weights.items() if p != "volunteer" and w > 0]
         if rnd % 5 == 0 or rnd == 1:
             print(f"round {rnd:3d}  volunteer train loss {loss['volunteer']:.3f}  val loss "
-                  f"{val['volunteer'][0]:.3f} acc {val['volunteer'][1]:.3f}  merged {len(taken)}  "
+                  f"{val['volunteer'][0]:.3f} acc {val['volunteer'][1]:.3f}  merged {len(taken)}  best model "
+                  f"(round {volunteer.best.round}) on 1,000 held-out images {accuracy(volunteer, x, y):.3f}  "
                   f"({time.monotonic() - started:.0f} s)", flush=True)
-    print(f"volunteer: best val loss {volunteer.best.loss:.3f} (round {volunteer.best.round}), accuracy on "
-          f"1,000 other Fashion-MNIST test images {accuracy(volunteer, out / 'eval'):.3f}")
 
 
 def main() -> None:
