@@ -14,6 +14,7 @@
 - `learner`: the trainer's learning side (shard, model, strategy, metric, best model), via methods.
 - `roles`: the role `--role auto` picks from this machine's data and disk.
 - `peer_table`: what this node knows of every other peer, folded from announcements.
+- `manifest`: joining by a swarm manifest (its model, input shape, classes and initial weights).
 - `checkpoint`: resume after `kill -9`.
 - `config`: `join` settings (defaults < TOML < `SWARM_*` < flags).
 - `status`: the status record a node writes and its rich rendering.

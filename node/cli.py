@@ -16,6 +16,7 @@ COMMANDS: dict[str, str] = {
     "join": "take part in a swarm: train, publish, fetch, merge",
     "demo": "start a bootstrap and several peers on this machine and show them learn",
     "simulate": "run many virtual peers in one process (research experiments)",
+    "manifest": "create (and publish) or show a swarm manifest: model, input shape, classes, initial weights",
     "publish": "put a snapshot file in IPFS and announce it to a swarm",
     "inspect": "show what a snapshot file or CID holds",
     "lineage": "show the snapshots a snapshot was merged and trained from, with their merge weights",

@@ -18,7 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from p2p.addresses import AddressError, parse_tcp
+from storage.cid import normalize_cid
 from storage.defaults import DEFAULT_MAX_MB
+from storage.errors import InvalidCid
 from swarm.errors import ConfigError
 from swarm.peer_privacy import PeerPrivacyError, check_settings
 from swarm.prune_schedule import PruningError, schedule_from
@@ -60,6 +62,7 @@ class NodeConfig:
     samples_per_client: int = 400
     image_folder: str = ""
     model: str = ""
+    manifest: str = ""  # CID of the swarm manifest: model, input shape, classes, initial weights
     # The strategy and its parameters, named as in the simulator's SimConfig (swarm.sim.config); each
     # reaches the strategy's constructor if it takes it (swarm.strategies.strategy_params).
     strategy: str = "dac"
@@ -127,6 +130,11 @@ class NodeConfig:
                 parse_tcp(addr, "announce address")
         except AddressError as exc:
             raise ConfigError(str(exc)) from None
+        if self.manifest:
+            try:
+                normalize_cid(self.manifest)
+            except InvalidCid as exc:
+                raise ConfigError(f"setting manifest: {exc}") from None
         if "\x00" in str(self.data_dir):
             raise ConfigError("setting data_dir: the path contains a NUL character")
         self.data_dir = Path(self.data_dir)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,9 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from node.config import NodeConfig
-from swarm.data import load_dataset
+from storage.manifest import Manifest, labels_fingerprint
+from swarm.data import INFO, load_dataset
+from swarm.labels import map_names, order_folders
 from swarm.merge import merge
 from swarm.models import build_model
 from swarm.partition import ClientData, partition, split_of
@@ -41,46 +43,62 @@ class Shard:
 
     data: ClientData
     num_classes: int
+    classes: tuple[str, ...]  # output k of the model means classes[k]
+    note: str = ""  # what the user should know about the labels
 
     @property
     def in_channels(self) -> int:
         return int(self.data.train_x.shape[1])
 
 
-def load_shard(cfg: NodeConfig) -> Shard:
+def load_shard(cfg: NodeConfig, manifest: Manifest | None = None) -> Shard:
     """The user's own image folder, or shard `cfg.client` of `cfg.clients` of a research data set,
-    split as the simulator splits it."""
+    split as the simulator splits it; labels numbered as the swarm's `manifest` says (by class name),
+    or without one as the research data set numbers them."""
+    classes = manifest.classes if manifest else None
     if cfg.image_folder:
-        return load_image_folder(Path(cfg.image_folder), colour=cfg.model in COLOUR_MODELS, seed=cfg.seed)
+        colour = cfg.model in COLOUR_MODELS
+        shape = manifest.input_shape if manifest else (3, 32, 32) if colour else (1, 28, 28)
+        return load_image_folder(Path(cfg.image_folder), shape=shape, seed=cfg.seed, swarm_classes=classes)
     ds = load_dataset(cfg.dataset)
+    order = map_names(INFO[cfg.dataset].classes, classes or INFO[cfg.dataset].classes, f"{cfg.dataset} class")
+    to_swarm = torch.tensor(order.index)
+    ds = replace(ds, train_y=to_swarm[ds.train_y], test_y=to_swarm[ds.test_y], num_classes=len(order.classes))
     n = cfg.samples_per_client
     # Test splits of 1,000 samples: each peer's accuracy is compared with training alone, and the
     # standard error of an accuracy near 0.75 is 0.03 on 200 samples, 0.014 on 1,000.
     client = partition(ds, cfg.partition, cfg.clients, train=n, val=max(n // 4, 1), test=TEST_SAMPLES,
                        seed=cfg.seed, alpha=cfg.alpha, split=cfg.split)[cfg.client]
-    return Shard(client, ds.num_classes)
+    return Shard(client, ds.num_classes, order.classes, order.note)
 
 
-def load_image_folder(root: Path, *, colour: bool, seed: int) -> Shard:
-    """A volunteer's own data in torchvision ImageFolder layout (`root/<class>/<image>`), as 1x28x28
-    grey (the default CNN) or 3x32x32 colour tensors, split 80/10/10 by `seed`. Every peer of a swarm
-    must use the same class folders: the class count shapes the model."""
+def load_image_folder(root: Path, *, shape: tuple[int, int, int], seed: int,
+                      swarm_classes: tuple[str, ...] | None = None) -> Shard:
+    """A volunteer's own data in torchvision ImageFolder layout (`root/<class>/<image>`), as `shape`
+    tensors (1x28x28 grey for the default CNN, 3x32x32 colour), split 80/10/10 by `seed`. Class folders
+    are labelled by name (`swarm.labels.order_folders`), never by ImageFolder's alphabetical order."""
     from torchvision import datasets, transforms
 
     if not root.is_dir():
         raise FileNotFoundError(f"--image-folder {root} is not a directory of class folders")
-    size, grey = (32, []) if colour else (28, [transforms.Grayscale(1)])
+    channels, height, width = shape
+    if channels not in (1, 3):
+        raise ValueError(f"images of {channels} channels are not supported: the model takes 1 (grey) or 3")
+    grey = [transforms.Grayscale(1)] if channels == 1 else []
+    # Scaled to [-1, 1] as the research data sets are (swarm.data.to_images): merged models see one scale.
     folder = datasets.ImageFolder(str(root), transform=transforms.Compose(
-        [*grey, transforms.Resize((size, size)), transforms.ToTensor()]))
+        [*grey, transforms.Resize((height, width)), transforms.ToTensor(),
+         transforms.Normalize([0.5] * channels, [0.5] * channels)]))
     if len(folder) < 10:
         raise FileNotFoundError(f"--image-folder {root} holds {len(folder)} images; it needs at least 10")
+    labels = order_folders(folder.classes, swarm_classes, {name: info.classes for name, info in INFO.items()})
     x = torch.stack([img for img, _ in folder])
-    y = torch.tensor(folder.targets, dtype=torch.int64)
+    y = torch.tensor(labels.index)[torch.tensor(folder.targets, dtype=torch.int64)]
     order = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))
     n_val = n_test = max(len(y) // 10, 1)
     val, test, train = order[:n_val], order[n_val:n_val + n_test], order[n_val + n_test:]
     return Shard(ClientData(x[train], y[train], x[val], y[val], x[test], y[test], cluster=-1),
-                 num_classes=len(folder.classes))
+                 num_classes=len(labels.classes), classes=labels.classes, note=labels.note)
 
 
 class PeerHistory:
@@ -103,7 +121,8 @@ class PeerHistory:
 
 
 class Learner:
-    def __init__(self, cfg: NodeConfig, shard: Shard, device: torch.device) -> None:
+    def __init__(self, cfg: NodeConfig, shard: Shard, device: torch.device,
+                 init: StateDict | None = None) -> None:
         self.cfg, self.shard, self.device = cfg, shard, device
         model_name = cfg.model or MODEL_FOR_INPUT.get((shard.in_channels, int(shard.data.train_x.shape[-1])),
                                                       "fashion-cnn")
@@ -111,6 +130,8 @@ class Learner:
         # makes update-based similarities (cosine-updates, PANM) meaningful.
         torch.manual_seed(cfg.seed)
         self.model = build_model(model_name, in_channels=shard.in_channels, num_classes=shard.num_classes)
+        if init is not None:  # the swarm manifest's initial weights: every lineage has that root
+            self.model.load_state_dict(init)
         self.model.to(device)
         self.init = self.state()
         self.start = self.init  # the weights this round's training started from
@@ -146,6 +167,11 @@ class Learner:
     def epsilon(self) -> float | None:
         """Privacy spent so far; None when this peer trains without DP."""
         return None if self.private is None else self.private.epsilon_spent()
+
+    @property
+    def labels(self) -> str:
+        """The fingerprint of this peer's class order, announced so no peer merges another order."""
+        return labels_fingerprint(self.shard.classes)
 
     @property
     def samples(self) -> int:

@@ -24,7 +24,8 @@ from node.config import NodeConfig
 from node.downloads import Downloads, Exchange
 from node.ipfs_setup import announced_addrs, open_ipfs
 from node.ipfs_workers import IpfsWorkers
-from node.learner import Learner, load_shard
+from node.learner import Learner
+from node.manifest import learner_for
 from node.peer_table import SNAPSHOT_ROLES, PeerTable
 from node.pinner import Pinner
 from node.publisher import Publisher
@@ -97,12 +98,6 @@ class Node:
         self.cfg = cfg = dataclasses.replace(cfg, role=choice.role)
         self.status.role = choice.role
         self.event(f"role {choice.role}: {choice.why}", role=choice.role)
-        if cfg.role == "trainer":
-            device = pick_device(cfg.device)
-            self.status.device = str(device)
-            how = "picked by --device auto (cuda > mps > cpu)" if cfg.device == "auto" else "set by --device"
-            self.event(f"device {device}: {how}; found {', '.join(found_devices())}", device=str(device))
-            self.learner = Learner(cfg, load_shard(cfg), device)
         # The daemon's swarm port is reachable from where the node's gossip is.
         swarm_host = LOOPBACK if is_loopback(cfg.listen) else WILDCARD_IP4
         store, self.daemon, how = open_ipfs(cfg.ipfs_api, cfg.data_dir, swarm_host, cfg.ipfs_swarm_port)
@@ -111,6 +106,14 @@ class Node:
         self.status.ipfs_api = store.api_multiaddr
         self.status.ipfs_addrs = announced_addrs(store, self.daemon, cfg.ipfs_announce_addr)
         self.event(how)
+        if cfg.role == "trainer":  # after IPFS is up: a swarm manifest comes from there
+            device = pick_device(cfg.device)
+            self.status.device = str(device)
+            how = "picked by --device auto (cuda > mps > cpu)" if cfg.device == "auto" else "set by --device"
+            self.event(f"device {device}: {how}; found {', '.join(found_devices())}", device=str(device))
+            self.learner = learner_for(cfg, store, device)
+            if self.learner.shard.note:
+                self.event(self.learner.shard.note)
         self.gossip = GossipService(GossipConfig(swarm_id=cfg.swarm, data_dir=cfg.data_dir, listen=cfg.listen,
                                                  announce=list(cfg.announce_addr),
                                                  bootstrap=list(cfg.bootstrap)))
@@ -118,7 +121,7 @@ class Node:
         self.status.peer_id = self.gossip.peer_id
         self.status.addrs = self.gossip.addrs
         schema = schema_fingerprint(self.learner.state()) if self.learner else ""
-        self.table = PeerTable(self.gossip.peer_id, schema)
+        self.table = PeerTable(self.gossip.peer_id, schema, self.learner.labels if self.learner else "")
         self.downloads = Downloads(self.workers, self.table, max_size=mib_to_bytes(cfg.max_snapshot_mb),
                                    status=self.status, timer=self.timer, emit=self.event)
         self.publisher = Publisher(self.workers, self.gossip, encoding=cfg.encoding, role=cfg.role,

@@ -56,9 +56,10 @@ class PeerRecord:
 class PeerTable:
     """Newest compatible announcement per peer, plus what we learned fetching from it."""
 
-    def __init__(self, me: str, schema: str) -> None:
+    def __init__(self, me: str, schema: str, labels: str = "") -> None:
         self.me = me
         self.schema = schema
+        self.labels = labels  # fingerprint of our class order; "" = we train nothing
         self.records: dict[str, PeerRecord] = {}
 
     def fold(self, ann: Announcement, now: float | None = None) -> str | None:
@@ -68,6 +69,11 @@ class PeerTable:
             return "own announcement"
         if self.schema and ann.schema != self.schema:  # a pinner or observer has no model: follows all
             return f"model schema {ann.schema[:12]} differs from ours {self.schema[:12]}"
+        # Same shapes, other meanings: its output k is another class than ours, a merge would mix them
+        # up. A peer that announces no class order (older versions, seeds) is taken as before.
+        if self.labels and ann.labels and ann.labels != self.labels:
+            return (f"class order {ann.labels} differs from ours {self.labels} (another manifest or other "
+                    "class folders)")
         known = self.records.get(ann.publisher)
         if known is not None and ann.round < known.announcement.round:
             known.last_seen = now

@@ -93,7 +93,7 @@ class Publisher:
                            schema=schema_fingerprint(state), samples=learner.samples, loss=float(loss),
                            encoding=encoding, size=len(data), timestamp=time.time(), parents=tuple(parents),
                            dp_epsilon=learner.epsilon, priors=tuple(learner.advertise(MAX_PRIORS).items()),
-                           role=self.role, addrs=tuple(ipfs_addrs))
+                           role=self.role, addrs=tuple(ipfs_addrs), labels=learner.labels)
         with self.timer("announce"):
             self.gossip.publish(ann)
         self.last_announced = ann

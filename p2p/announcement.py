@@ -88,6 +88,9 @@ class Announcement:
     addrs: tuple[str, ...] = field(default=())
     # The publisher's measured similarities to other peers (DAC's 2-hop expansion): (peer id, score).
     priors: tuple[tuple[str, float], ...] = ()
+    # Fingerprint of the publisher's class names in order (storage.manifest.labels_fingerprint);
+    # "" = not announced (older publishers, seeds): the key is then left out of the wire form.
+    labels: str = ""
 
     def to_bytes(self) -> bytes:
         """The wire form (<= MAX_SIZE bytes); raises AnnouncementError if a field is out of range."""
@@ -96,6 +99,8 @@ class Announcement:
         wire["parents"] = list(self.parents)
         wire["addrs"] = list(self.addrs)
         wire["priors"] = dict(self.priors)
+        if not self.labels:
+            del wire["labels"]
         # The field bounds checked by validate() keep this under MAX_SIZE (a unit test holds them to it).
         return msgpack.packb(wire, use_bin_type=True)
 
@@ -122,7 +127,7 @@ class Announcement:
                 timestamp=wire["timestamp"], parents=tuple(_as_list(wire, "parents")),
                 dp_epsilon=wire.get("dp_epsilon"), role=wire.get("role", "trainer"),
                 addrs=tuple(_as_list(wire, "addrs")),
-                priors=_as_pairs(wire, "priors"),
+                priors=_as_pairs(wire, "priors"), labels=wire.get("labels", ""),
             )
         except KeyError as e:
             raise AnnouncementError(f"announcement lacks field {e.args[0]!r}") from None
@@ -147,6 +152,9 @@ class Announcement:
         _require(self.loss is None or _is_finite(self.loss), "loss must be a finite number or nil")
         _require(self.dp_epsilon is None or (_is_finite(self.dp_epsilon) and self.dp_epsilon >= 0),
                  "dp_epsilon must be a non-negative number or nil")
+        _require(isinstance(self.labels, str)
+                 and (not self.labels or bool(_SHORT_TEXT.fullmatch(self.labels))),
+                 "labels must be a short fingerprint such as labels-3f2a...")
         _require(len(self.parents) <= MAX_PARENTS, f"at most {MAX_PARENTS} parents")
         for parent in self.parents:
             check_cid(parent, "parent")

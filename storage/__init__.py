@@ -7,6 +7,8 @@
 - `cid`: content ids, computed locally exactly as IPFS computes them.
 - `local`, `ipfs`: snapshot stores on disk and in IPFS (the Kubo RPC API).
 - `daemon`: private loopback IPFS daemons (js-ipfs or Kubo).
+- `manifest`: the swarm manifest (model, input shape, class names, initial weights) and the labels
+  fingerprint announced with every snapshot.
 - `atomic`: `write_atomic`, the one way files are written; `defaults`: the IPFS API and size caps.
 - `errors`: `StoreError` and its two families, bad content (the peer's fault) and an unavailable
   store (retry or redial).

@@ -1,6 +1,7 @@
 """The learning core that the simulator (`swarm.sim`) and the real node (`node/`) share.
 
 - `data`: datasets as in-memory tensors (Fashion-MNIST from local IDX files, digits, CIFAR-10).
+- `labels`: class labels by name (image folders and data sets mapped to the swarm's class order).
 - `partition`: deterministic non-IID client partitions with train / validation / test splits.
 - `models`: the architectures, a registry by name, device selection.
 - `training`: local training and evaluation of one model.

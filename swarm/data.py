@@ -16,6 +16,24 @@ from swarm.errors import SwarmError
 DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")
 
 
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What is known of a research data set without loading it."""
+
+    classes: tuple[str, ...]  # in label order: label k is classes[k]
+    input_shape: tuple[int, int, int]
+    model: str  # the default architecture for this input shape
+
+
+INFO: dict[str, DatasetInfo] = {
+    "fashion-mnist": DatasetInfo(("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
+                                  "Sneaker", "Bag", "Ankle boot"), (1, 28, 28), "fashion-cnn"),
+    "digits": DatasetInfo(tuple(str(d) for d in range(10)), (1, 8, 8), "digits-mlp"),
+    "cifar10": DatasetInfo(("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
+                            "truck"), (3, 32, 32), "lenet"),
+}
+
+
 @dataclass
 class Dataset:
     name: str

@@ -44,6 +44,8 @@ HELP = {
     "split": "pools (default: per-shard draws) or thesis (the thesis's fixed Fashion-MNIST split)",
     "clients": "number of shards the data set is split into",
     "client": "which shard this peer holds (0-based)",
+    "manifest": "CID of the swarm's manifest (swarm-node manifest create): the model, input shape, class "
+                "names and initial weights every peer uses; image folders are matched to its classes by name",
     "strategy": f"whom to fetch and how to weigh them: {', '.join(runnable('node'))} (fedavg and oracle "
                 "run in `swarm-node simulate` only)",
     "similarity": "how a peer scores a neighbour's model: inverse-loss, cosine-weights, cosine-updates, l2, "

@@ -59,7 +59,7 @@ def test_out_of_range_fields_are_named(changes: dict[str, object], field: str) -
 def test_largest_valid_announcement_fits_and_oversized_is_refused() -> None:
     largest = make(addrs=tuple("/" + "x" * (MAX_ADDR_LEN - 1) for _ in range(MAX_ADDRS)),
                    parents=tuple(cid_for(bytes([i])) for i in range(MAX_PARENTS)), schema="s" * 128,
-                   publisher="p" * 128, encoding="e" * 64, role="r" * 64,
+                   publisher="p" * 128, encoding="e" * 64, role="r" * 64, labels="l" * 64,
                    round=2**64 - 1, samples=2**64 - 1, size=2**64 - 1)
     assert len(largest.to_bytes()) <= MAX_SIZE
     with pytest.raises(AnnouncementError, match="limit"):

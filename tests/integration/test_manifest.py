@@ -1,0 +1,99 @@
+"""A swarm manifest for real: `swarm-node manifest create` puts it and its initial weights in a real
+IPFS daemon, `manifest show` reads it back, `join --manifest` starts from it, and a joiner that does
+not fit (another model, an unknown class folder) is refused with what to change."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+
+from p2p.addresses import LOOPBACK_LISTEN
+from storage import IpfsDaemon, IpfsStore, decode
+from storage.manifest import Manifest
+from swarm.data import INFO
+from swarm.models import build_model
+
+NODE = [sys.executable, "-m", "node.cli"]
+
+
+def swarm_node(*argv: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*NODE, *argv], capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def daemon(ipfs_daemon: Callable[..., IpfsDaemon]) -> IpfsDaemon:
+    return ipfs_daemon()
+
+
+@pytest.fixture(scope="module")
+def manifest_cid(daemon: IpfsDaemon) -> str:
+    created = swarm_node("manifest", "create", "--dataset", "digits", "--seed", "3",
+                         "--ipfs-api", daemon.api_multiaddr)
+    assert created.returncode == 0, created.stderr
+    return created.stdout.strip()
+
+
+def join(daemon: IpfsDaemon, tmp_path: Path, cid: str, *extra: str) -> subprocess.CompletedProcess[str]:
+    return swarm_node("join", "--manifest", cid, "--ipfs-api", daemon.api_multiaddr, "--swarm", "manifests",
+                      "--listen", LOOPBACK_LISTEN, "--data-dir", str(tmp_path / "node"), "--headless",
+                      "--dataset", "digits", "--partition", "iid", "--clients", "2",
+                      "--samples-per-client", "100", "--rounds", "2", *extra)
+
+
+def test_create_puts_the_manifest_and_its_initial_weights_in_ipfs(daemon: IpfsDaemon,
+                                                                  manifest_cid: str) -> None:
+    store = IpfsStore(daemon.api_multiaddr)
+    manifest = Manifest.from_bytes(store.get(manifest_cid))
+    assert (manifest.model, manifest.input_shape, manifest.classes) == ("digits-mlp", (1, 8, 8),
+                                                                      INFO["digits"].classes)
+    assert decode(store.get(manifest.init)).state_dict["net.1.weight"].shape == (64, 64)
+    shown = swarm_node("manifest", "show", manifest_cid, "--ipfs-api", daemon.api_multiaddr)
+    assert shown.returncode == 0 and "digits-mlp" in shown.stdout and manifest.labels in shown.stdout
+
+
+def test_join_starts_from_the_manifests_initial_weights(
+        daemon: IpfsDaemon, manifest_cid: str, tmp_path: Path) -> None:
+    joined = join(daemon, tmp_path, manifest_cid)
+    assert joined.returncode == 0, joined.stderr
+    events = [json.loads(line) for line in joined.stdout.splitlines() if line.startswith("{")]
+    assert any(e["event"].startswith("finished 2 rounds") for e in events)
+    store = IpfsStore(daemon.api_multiaddr)
+    manifest = Manifest.from_bytes(store.get(manifest_cid))
+    first = decode(store.get(next(e["cid"] for e in events if e.get("round") == 1 and "cid" in e)))
+    init = decode(store.get(manifest.init)).state_dict
+    torch.manual_seed(0)  # what the node would start from without a manifest (its --seed)
+    own = build_model("digits-mlp").state_dict()
+
+    def distance(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
+        return sum(float((a[k] - b[k]).norm()) for k in b)
+
+    # two rounds of training moved it a little from the manifest's weights (seed 3), far from seed 0's
+    assert distance(first.state_dict, init) < distance(first.state_dict, own) / 2
+    assert "class folders" not in joined.stdout
+
+def test_join_refuses_another_model_saying_what_to_change(daemon: IpfsDaemon, manifest_cid: str,
+                                                          tmp_path: Path) -> None:
+    refused = join(daemon, tmp_path, manifest_cid, "--model", "fashion-cnn")
+    assert refused.returncode != 0
+    assert ("--model fashion-cnn differs from the swarm manifest's model digits-mlp: drop --model"
+            in refused.stderr)
+
+
+def test_join_refuses_a_class_folder_the_manifest_does_not_know(daemon: IpfsDaemon, manifest_cid: str,
+                                                                tmp_path: Path) -> None:
+    from PIL import Image
+
+    for name in ("3", "7", "seven"):
+        (tmp_path / "photos" / name).mkdir(parents=True)
+        for i in range(5):
+            Image.new("L", (8, 8), 40 * i).save(tmp_path / "photos" / name / f"{i}.png")
+    refused = join(daemon, tmp_path, manifest_cid, "--image-folder", str(tmp_path / "photos"))
+    assert refused.returncode != 0
+    assert "class folder 'seven' is not among the swarm's classes; expected names: '0', '1'" in refused.stderr
+
