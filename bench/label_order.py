@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import sys
 import time
 from pathlib import Path
 
@@ -31,7 +32,8 @@ SHARD_PEERS = 3
 
 
 def folders(out: Path) -> None:
-    from tests.support.image_folders import write_fashion_folder  # writes files: not needed to measure
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the writer is test support
+    from support.image_folders import write_fashion_folder  # writes files: not needed to measure
 
     write_fashion_folder(out / "volunteer", per_class=30)
     write_fashion_folder(out / "eval", per_class=100, skip=30)

@@ -10,6 +10,7 @@ from pathlib import Path
 import msgpack
 import pytest
 import torch
+from support.image_folders import folder_name, write_fashion_folder
 
 from node.config import ConfigError, NodeConfig
 from node.learner import Learner, load_shard
@@ -21,7 +22,6 @@ from storage.manifest import MAX_BYTES, Manifest, ManifestError, labels_fingerpr
 from swarm.data import INFO, load_dataset
 from swarm.labels import UnknownClassError, map_names, order_folders
 from swarm.models import build_model
-from tests.support.image_folders import folder_name, write_fashion_folder
 
 FASHION = INFO["fashion-mnist"].classes
 KNOWN = {name: info.classes for name, info in INFO.items()}
