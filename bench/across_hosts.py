@@ -33,7 +33,6 @@ import argparse
 import contextlib
 import json
 import os
-import select
 import shutil
 import statistics
 import subprocess
@@ -48,7 +47,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the netns harness is test support
 
-from support.netns import Host, Internet, internet
+from support.netns import Host, Internet, Lines, NetnsError, internet, start_bootstrap
 
 from node.config import NodeConfig
 from node.demo import join_argv
@@ -87,7 +86,7 @@ class Agent:
     log: Path
     peer_id: str = ""
     addrs: list[str] = field(default_factory=list)
-    _pending: bytes = b""
+    _lines: Lines | None = None
 
     def send(self, **cmd: Any) -> None:
         assert self.proc.stdin is not None
@@ -113,19 +112,16 @@ class Agent:
         raise BenchError(f"agent {self.name} announces {self.addrs}, nothing on {ip}")
 
     def _next_line(self, timeout: float) -> str:
-        # select + os.read, not readline: a blocking read would ignore the timeout.
         assert self.proc.stdout is not None
-        deadline = time.monotonic() + timeout
-        while b"\n" not in self._pending:
-            left = deadline - time.monotonic()
-            if left <= 0 or not select.select([self.proc.stdout], [], [], left)[0]:
-                raise BenchError(f"agent {self.name} gave no answer within {timeout:.0f} s; {self._tail()}")
-            chunk = os.read(self.proc.stdout.fileno(), 65536)
-            if not chunk:
-                raise BenchError(f"agent {self.name} exited; {self._tail()}")
-            self._pending += chunk
-        line, self._pending = self._pending.split(b"\n", 1)
-        return line.decode()
+        if self._lines is None:
+            self._lines = Lines(self.proc.stdout)
+        try:
+            return self._lines.next(timeout)
+        except TimeoutError:
+            raise BenchError(f"agent {self.name} gave no answer within {timeout:.0f} s; "
+                             f"{self._tail()}") from None
+        except EOFError:
+            raise BenchError(f"agent {self.name} exited; {self._tail()}") from None
 
     def _tail(self) -> str:
         return f"its log {self.log} ends: {' | '.join(self.log.read_text().splitlines()[-3:])}"
@@ -226,16 +222,12 @@ class Trainer:
     first_merge_round: int | None = None
 
 
-def start_bootstrap(host: Host, root: Path, swarm: str, ip: str) -> str:
-    proc = host.popen([sys.executable, "-m", "bootstrap.cli", "--swarm", swarm, "--data-dir",
-                       str(root / "bootstrap"), "--listen", f"/ip4/{ip}/tcp/{BOOTSTRAP_PORT}"],
-                      stdout=subprocess.PIPE, stderr=(root / "bootstrap.log").open("w"))
-    assert proc.stdout is not None
-    ready, _, _ = select.select([proc.stdout], [], [], AGENT_START_S)
-    line = proc.stdout.readline().decode(errors="replace").strip() if ready else ""
-    if not line.startswith("BOOTSTRAP /ip4/"):
-        raise BenchError(f"the bootstrap said {line!r}; see {root / 'bootstrap.log'}")
-    return line.split()[1]
+def bootstrap_on(host: Host, root: Path, swarm: str, ip: str) -> str:
+    try:
+        return start_bootstrap(host, swarm, root / "bootstrap", f"/ip4/{ip}/tcp/{BOOTSTRAP_PORT}",
+                               root / "bootstrap.log", AGENT_START_S)
+    except NetnsError as exc:
+        raise BenchError(str(exc)) from None
 
 
 def join(host: Host, root: Path, name: str, swarm: str, bootstrap: str, **settings: Any
@@ -271,12 +263,12 @@ def run_scenario(scenario: str, root: Path, timeout: float) -> list[Trainer]:
         if scenario == SAME:
             host = net.public_host("one")
             hosts, listen = [host] * TRAINERS, {"listen": f"/ip4/{LOOPBACK}/tcp/0"}
-            bootstrap = start_bootstrap(host, root, swarm, LOOPBACK)
+            bootstrap = bootstrap_on(host, root, swarm, LOOPBACK)
         else:
             boot_host = net.public_host("boot")
             make = net.nat_host if scenario == NAT else net.public_host
             hosts, listen = [make(f"t{i}") for i in range(TRAINERS)], {}
-            bootstrap = start_bootstrap(boot_host, root, swarm, boot_host.ip)
+            bootstrap = bootstrap_on(boot_host, root, swarm, boot_host.ip)
             if scenario == NAT:
                 join(net.public_host("pinner"), root, "pinner", swarm, bootstrap, role="pinner")
         trainers, procs = [], []

@@ -14,15 +14,13 @@ connection the NATed trainer's daemon opened to it.
 from __future__ import annotations
 
 import json
-import select
 import subprocess
-import sys
 import time
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import pytest
-from support.netns import Host, NatHost, internet
+from support.netns import Host, NatHost, internet, start_bootstrap
 
 from node.config import NodeConfig
 from node.demo import join_argv
@@ -34,20 +32,9 @@ TIME_BOUND_S = 420.0
 BOOTSTRAP_PORT = 4040
 
 
-def read_line(stream: IO[bytes], timeout: float) -> str:
-    """One line of a child's stdout, or "" if none came within `timeout`."""
-    ready, _, _ = select.select([stream], [], [], timeout)
-    return stream.readline().decode(errors="replace").strip() if ready else ""
-
-
-def start_bootstrap(host: Host, data_dir: Path) -> str:
-    proc = host.popen([sys.executable, "-m", "bootstrap.cli", "--swarm", SWARM, "--data-dir", str(data_dir),
-                       "--listen", f"/ip4/0.0.0.0/tcp/{BOOTSTRAP_PORT}"],
-                      stdout=subprocess.PIPE, stderr=(data_dir / "bootstrap.log").open("w"))
-    assert proc.stdout is not None
-    line = read_line(proc.stdout, 30.0)
-    assert line.startswith("BOOTSTRAP /ip4/"), f"bootstrap said {line!r}"
-    addr = line.split()[1]
+def bootstrap_on(host: Host, data_dir: Path) -> str:
+    addr = start_bootstrap(host, SWARM, data_dir, f"/ip4/0.0.0.0/tcp/{BOOTSTRAP_PORT}",
+                           data_dir / "bootstrap.log")
     assert f"/ip4/{host.ip}/" in addr, f"the bootstrap advertises {addr}, not its address {host.ip}"
     return addr
 
@@ -89,7 +76,7 @@ def test_trainers_on_other_hosts_and_behind_nat_merge_each_other(tmp_path: Path)
         hosts: dict[str, Host] = {"pinner": pinner_host}
         for name in trainers:
             hosts[name] = net.nat_host(name) if name.startswith("nat") else net.public_host(name)
-        bootstrap = start_bootstrap(boot_host, tmp_path)
+        bootstrap = bootstrap_on(boot_host, tmp_path)
         join(pinner_host, tmp_path, "pinner", bootstrap, role="pinner")
         procs = {name: join(hosts[name], tmp_path, name, bootstrap, dataset="fashion-mnist", partition="iid",
                             clients=len(trainers), client=i, samples_per_client=100, strategy="random",

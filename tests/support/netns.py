@@ -36,7 +36,8 @@ import sys
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import IO, Any
 
 from storage.daemon import die_with_parent
 
@@ -127,31 +128,65 @@ def leftover_namespaces(prefix: str = DEFAULT_PREFIX) -> list[str]:
     return sorted(name for name in names if name.startswith(prefix + "-"))
 
 
+class Lines:
+    """The lines a child writes to a pipe, each waited for at most a timeout."""
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        self.stream, self._pending = stream, b""
+
+    def next(self, timeout: float) -> str:
+        """The next line; TimeoutError if none came within `timeout`, EOFError if the pipe closed."""
+        # select + os.read, not readline: a blocking read would ignore the timeout.
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self._pending:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([self.stream], [], [], left)[0]:
+                raise TimeoutError(f"no line within {timeout:g} s")
+            chunk = os.read(self.stream.fileno(), 65536)
+            if not chunk:
+                raise EOFError("the process closed its output")
+            self._pending += chunk
+        line, self._pending = self._pending.split(b"\n", 1)
+        return line.decode(errors="replace")
+
+
 @dataclass
 class Listener:
     """A TCP listener on every address of a host; reports the peer address of each connection it accepts."""
 
     proc: subprocess.Popen[bytes]
-    _pending: bytes = b""
+    lines: Lines = field(init=False)
+
+    def __post_init__(self) -> None:
+        assert self.proc.stdout is not None
+        self.lines = Lines(self.proc.stdout)
 
     def next_peer(self, timeout: float = 5.0) -> str:
         """The peer address the listener saw on its next connection."""
         return self._next_line(timeout)
 
     def _next_line(self, timeout: float) -> str:
-        # select + os.read, not readline: a blocking read would ignore the timeout.
-        assert self.proc.stdout is not None
-        deadline = time.monotonic() + timeout
-        while b"\n" not in self._pending:
-            left = deadline - time.monotonic()
-            if left <= 0 or not select.select([self.proc.stdout], [], [], left)[0]:
-                raise NetnsError(f"the listener printed no line within {timeout} s")
-            chunk = os.read(self.proc.stdout.fileno(), 4096)
-            if not chunk:
-                raise NetnsError("the listener exited")
-            self._pending += chunk
-        line, self._pending = self._pending.split(b"\n", 1)
-        return line.decode()
+        try:
+            return self.lines.next(timeout)
+        except TimeoutError:
+            raise NetnsError(f"the listener printed no line within {timeout} s") from None
+        except EOFError:
+            raise NetnsError("the listener exited") from None
+
+
+def start_bootstrap(host: Host, swarm: str, data_dir: Path, listen: str, log: Path, timeout: float = 30.0
+                    ) -> str:
+    """A real `swarm-bootstrap` for `swarm` on `host`; the address it prints once it listens."""
+    proc = host.popen([sys.executable, "-m", "bootstrap.cli", "--swarm", swarm, "--data-dir", str(data_dir),
+                       "--listen", listen], stdout=subprocess.PIPE, stderr=log.open("w"))
+    assert proc.stdout is not None
+    try:
+        line = Lines(proc.stdout).next(timeout)
+    except (TimeoutError, EOFError):
+        line = ""
+    if not line.startswith("BOOTSTRAP /ip4/"):
+        raise NetnsError(f"the bootstrap said {line!r}; see {log}")
+    return line.split()[1]
 
 
 @dataclass(kw_only=True)
