@@ -8,23 +8,10 @@
 # then: .venv/bin/python -m swarm.sim.grid table RUNS_DIR/label-shift
 set -euo pipefail
 runs=${1:-runs}
-SIM=${SWARM_NODE:-.venv/bin/swarm-node}
 ROTATION=swarm/configs/fmnist-rotation-thesis.toml
 LABEL_SHIFT=swarm/configs/fmnist-label-shift-thesis.toml
-export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}  # one process per core, one thread each (docs/benchmarks.md)
-
-run() {  # run CONFIG DIR NAME KEY=VALUE...
-  local config=$1 dir=$2 name=$3; shift 3
-  [[ -f $dir/$name/summary.json ]] && return 0
-  mkdir -p "$dir"
-  exec {lock}>"$dir/$name.lock"
-  flock -n "$lock" || { exec {lock}>&-; return 0; }  # the other copy runs it
-  local sets=(--set "rounds=${ROUNDS:-300}")
-  for kv in "$@"; do sets+=(--set "$kv"); done
-  $SIM simulate --quiet --config "$config" "${sets[@]}" --out "$dir/$name"
-  rm -f "$dir/$name"/*.png  # plots of all rows are drawn from rounds.csv
-  exec {lock}>&-
-}
+# shellcheck source=docs/experiments/sweep-run.sh
+source "$(dirname "$0")/sweep-run.sh"
 
 for tau in 100 300; do
   run "$ROTATION" "$runs/thesis-rotation" "dac-cosine-updates-tau$tau-s1" seed=1 strategy=dac \
