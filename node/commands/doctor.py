@@ -141,12 +141,7 @@ async def _network(cfg: NodeConfig) -> list[Check]:
     except BootstrapAddrError as e:
         return [Check("bootstrap", PROBLEM, str(e), "copy the whole address swarm-bootstrap prints"),
                 *skipped]
-    try:
-        listen = Multiaddr(cfg.listen)
-    except Exception as e:  # multiaddr raises assorted types
-        return [Check("bootstrap", SKIP, "needs a listen address"),
-                Check("reach", PROBLEM, f"--listen {cfg.listen!r} is not a multiaddr ({e})",
-                      "pass e.g. --listen /ip4/0.0.0.0/tcp/4001"), skipped[1]]
+    listen = Multiaddr(cfg.listen)  # NodeConfig has checked it is /ip4/HOST/tcp/PORT
     # With --announce-addr the reach check asks about exactly those addresses (a forwarded port).
     host = build_host(create_new_key_pair(), cfg.announce_addr)
     async with host.run([listen]):
@@ -193,8 +188,8 @@ async def _reach_and_clock(host: IHost, pid: str, listen: str) -> list[Check]:
                       "machine)", "pick another --listen port or address"),
                 Check("clock", SKIP, "needs a listen address")]
     ports = sorted({a.split("/")[4] for a in ours if a.split("/")[3:4] == ["tcp"]})
-    # An unspecified address (0.0.0.0) names no one to dial; the second request covers it.
-    candidates = [a for a in ours if "/0.0.0.0/" not in a and "/::/" not in a][:MAX_CANDIDATES]
+    # The host advertises interface addresses, never the wildcard it listens on (p2p.addresses).
+    candidates = ours[:MAX_CANDIDATES]
     try:
         reach = await ask_reach(host, ID.from_base58(pid), candidates)
         ip = reach.observed_ip
