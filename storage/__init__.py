@@ -4,6 +4,7 @@
 - `codecs`: one class per tensor codec (raw, shuffle, fp16, int8, top-k, sparse) and the encodings
   built from them; `sparse`: the mask and values of a pruned tensor record.
 - `delta`: topk-delta at both ends (the publisher's keyframes, the reader's cache of bases).
+- `wire`: the simulator's peers publishing and reading through the real codecs and `delta`.
 - `cid`: content ids, computed locally exactly as IPFS computes them.
 - `local`, `ipfs`: snapshot stores on disk and in IPFS (the Kubo RPC API).
 - `daemon`: private loopback IPFS daemons (js-ipfs or Kubo).

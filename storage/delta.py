@@ -4,16 +4,16 @@ A topk-delta snapshot carries only the entries that moved most since its base, a
 reader must hold (or fetch) to rebuild the weights. The node's publisher sends a full fp32 snapshot,
 a keyframe, every KEYFRAME_EVERY rounds and deltas against it in between: deltas never chain, so a
 reader that missed some loses nothing, and only the keyframe must stay pinned while deltas name it.
-The simulator's peers send deltas against their previous snapshot, which it keeps itself
-(`encode_against`). Readers keep the few bases they decoded lately, as every delta between two
-keyframes names the same one (`BaseCache`).
+Readers keep the few bases they decoded lately, as every delta between two keyframes names the
+same one (`BaseCache`). The simulator's peers publish and read through the same two
+(`storage.wire`).
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -42,6 +42,7 @@ class Outgoing:
     data: bytes
     encoding: str
     keyframe: StateDict | None = None  # a keyframe's state: the base of the deltas that follow it
+    round: int = 0  # the round it was encoded for (DeltaEncoder)
 
 
 def encode_against(state: StateDict, base: Base | None, *, encoding: str, meta: dict[str, Any] | None = None,
@@ -60,16 +61,20 @@ def encode_against(state: StateDict, base: Base | None, *, encoding: str, meta: 
 
 
 class DeltaEncoder:
-    """A publisher's snapshots round by round: under topk-delta a keyframe in round 1, every
-    KEYFRAME_EVERY rounds after it and in the first round after a restart, deltas against it between."""
+    """A publisher's snapshots round by round: under topk-delta a keyframe first (in round 1, or the
+    first round after a restart), then deltas against it until it is KEYFRAME_EVERY rounds old. By age,
+    not by round number, so a publisher that skips rounds (a simulated peer nobody fetched) never
+    sends a delta against a keyframe older than that either."""
 
     def __init__(self, encoding: str) -> None:
         self.encoding = encoding
         self.keyframe: Base | None = None
+        self.keyframe_round = 0
 
     def encode(self, state: StateDict, meta: dict[str, Any], *, round: int) -> Outgoing:
-        due = self.keyframe is None or (round - 1) % KEYFRAME_EVERY == 0
-        return encode_against(state, None if due else self.keyframe, encoding=self.encoding, meta=meta)
+        due = self.keyframe is None or round - self.keyframe_round >= KEYFRAME_EVERY
+        out = encode_against(state, None if due else self.keyframe, encoding=self.encoding, meta=meta)
+        return replace(out, round=round)
 
     def published(self, outgoing: Outgoing, cid: str) -> str | None:
         """`outgoing` is stored under `cid`: a keyframe becomes the base of the deltas that follow.
@@ -78,7 +83,7 @@ class DeltaEncoder:
         if outgoing.keyframe is None:
             return None
         replaced = self.keyframe.cid if self.keyframe is not None and self.keyframe.cid != cid else None
-        self.keyframe = Base(cid, outgoing.keyframe)
+        self.keyframe, self.keyframe_round = Base(cid, outgoing.keyframe), outgoing.round
         return replaced
 
     @property
@@ -109,3 +114,6 @@ class BaseCache:
         while len(self.bases) > BASE_CACHE:
             self.bases.popitem(last=False)
         return state
+
+    def __contains__(self, cid: str) -> bool:
+        return cid in self.bases

@@ -38,23 +38,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "fastest on one thread, and extra threads thrash a shared machine)")
 
 
-def snapshot_transmit(encoding: str) -> Any:
-    """storage's real codec as the simulator's transmit: bytes counted and lossy effects applied.
-    `base` is the peer's previous snapshot as its readers received it, which the simulator keeps: a
-    topk-delta goes against it, and a peer's first snapshot goes out in full."""
-    from storage import snapshot
-    from storage.delta import Base, encode_against
-
-    def transmit(state: dict, base: dict | None) -> tuple[dict, int]:
-        held = None if base is None else Base("simulated-previous-snapshot", base)
-        sent = encode_against(state, held, encoding=encoding, allow_nonfinite=True)
-        cap = 2 * sum(4 * v.numel() for v in state.values()) + (1 << 20)
-        received = snapshot.decode(sent.data, max_size=cap, base=base, allow_nonfinite=True)
-        return received.state_dict, len(sent.data)
-
-    return transmit
-
-
 class Checkpoints:
     """The simulation's state in OUT/checkpoint.pt, replaced atomically at most every `every_s` seconds.
     Loaded with `weights_only=True`, like a node's checkpoint: the file is data, never code."""
@@ -116,6 +99,7 @@ def run(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from node.checkpoint import CheckpointError
+    from storage.wire import SnapshotWire
     from swarm.sim.report import write_outputs
     from swarm.sim.simulator import simulate
 
@@ -142,16 +126,18 @@ def run(args: argparse.Namespace) -> int:
             resume = saver.load()
             if resume is not None:
                 bar.update(task, completed=resume.next_round)
-            result = simulate(cfg, transmit=snapshot_transmit(cfg.encoding), on_round=on_round,
+            result = simulate(cfg, wire=SnapshotWire(cfg.encoding), on_round=on_round,
                               resume=resume, on_state=saver.offer if args.checkpoint_s > 0 else None)
         except (ValueError, FileNotFoundError, RuntimeError, CheckpointError) as exc:
             print(f"swarm-node simulate: {exc}", file=sys.stderr)
             return 2
     written = write_outputs(result, args.out)
     saver.path.unlink(missing_ok=True)
+    judged = ("each client's best model on its validation split" if cfg.val_samples
+              else "each client's last model")
     print(
-        f"mean acc {statistics.fmean(result.per_client):.4f} (each client's best model on its validation "
-        f"split, on its test split)  bytes {result.bytes_sent_total}  "
+        f"mean acc {statistics.fmean(result.per_client):.4f} ({judged}, on its test split)  "
+        f"bytes {result.bytes_sent_total}  "
         f"wall {result.wall_s:.1f}s  -> {', '.join(str(p) for p in written)}"
     )
     return 0

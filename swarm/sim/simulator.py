@@ -1,10 +1,9 @@
 """In-process simulator: N virtual peers, each with its own strategy object fed a `PeerView`.
 
-One round: every client trains locally; each peer chooses whom to fetch; each fetched snapshot goes
-through `transmit` once per round (encoding effects + byte count); fetched snapshots are scored
-with the configured similarity; strategies observe, weigh, and each peer merges; every client's
-merged model is evaluated on its own test split. `transmit(state_dict, base) -> (received, nbytes)`
-is injected so swarm/ never depends on storage/ (the CLI wires in the real snapshot codec).
+One round: every client trains locally; each peer chooses whom to fetch; each fetched peer's model
+goes once per round through the `Wire` (`swarm.sim.wire`: encoding effects, bytes each reader
+downloads); fetched snapshots are scored with the configured similarity; strategies observe, weigh,
+and each peer merges; every client's merged model is evaluated on its own test split.
 """
 
 from __future__ import annotations
@@ -33,18 +32,13 @@ from swarm.selection import BestModel, guard
 from swarm.sim.config import SimConfig
 from swarm.sim.dp_engine import PrivateLoopEngine
 from swarm.sim.engine import BatchedEngine, Layout, LoopEngine, TrainSettings
+from swarm.sim.wire import RawWire, Wire
 from swarm.similarity import SimilarityInputs, check_name, flatten, similarity
 from swarm.strategies import Candidate, PeerView, Strategy, configured_strategy, resolve_needs
 
 log = logging.getLogger(__name__)
-StateDict = dict[str, torch.Tensor]
-Transmit = Callable[[StateDict, StateDict | None], tuple[StateDict, int]]
 ENGINES = ("auto", "batched", "loop")
-
-
-def raw_transmit(state: StateDict, base: StateDict | None) -> tuple[StateDict, int]:
-    """Default: lossless, counted as raw fp32 bytes."""
-    return state, sum(4 * v.numel() for v in state.values())
+SERVER = -1  # FedAvg's server, as a reader of the clients' snapshots
 
 
 @dataclass
@@ -57,7 +51,7 @@ class SimState:
     kept: torch.Tensor  # each client's best model on its validation split so far
     active: torch.Tensor
     masks: torch.Tensor
-    published: dict[int, torch.Tensor]  # the last snapshot each client sent (delta bases)
+    wire: dict[str, Any]  # Wire.state_dict(): keyframes and the bases readers hold
     best: list[tuple[float, int]]  # BestModel's loss and round per client
     strategies: list[dict[str, Any]]  # state_dict() per client
     rngs: list[tuple]  # random.Random.getstate() per client
@@ -124,7 +118,7 @@ def purity(chosen: Mapping[int, list[int]], clusters: list[int]) -> float | None
 def simulate(
     cfg: SimConfig,
     *,
-    transmit: Transmit | None = None,
+    wire: Wire | None = None,
     on_round: Callable[[dict[str, Any]], None] | None = None,
     resume: SimState | None = None,
     on_state: Callable[[SimState], None] | None = None,
@@ -132,7 +126,7 @@ def simulate(
     """Run `cfg`; `resume` continues a run from the state an earlier call handed `on_state` (which
     gets it after every round, its tensors uncopied: serialise it before returning)."""
     started = time.perf_counter()
-    transmit = transmit or raw_transmit
+    wire = wire or RawWire()
     needs = resolve_needs(cfg.strategy, "simulator", cfg.similarity)
     check_settings(cfg.max_peer_epsilon, cfg.merge_weights)
     metric_name = check_name(needs.similarity)
@@ -166,7 +160,6 @@ def simulate(
     rngs = [random.Random(cfg.seed * 1_000_003 + i) for i in range(n)]
     init = flatten(model.state_dict())
     flat = init.repeat(n, 1)
-    published: dict[int, torch.Tensor] = {}
     schedule = schedule_from(cfg.to_dict())
     pruning = RowPruning(schedule, layout.names, layout.shapes) if schedule is not None else None
     masks = torch.ones_like(flat, dtype=torch.bool)
@@ -187,7 +180,7 @@ def simulate(
     if resume is not None:
         first, elapsed, result = resume.next_round, resume.elapsed_s, SimResult(**resume.result)
         flat, kept, active, masks = resume.flat, resume.kept, resume.active, resume.masks
-        published = dict(resume.published)
+        wire.load_state_dict(resume.wire)
         for b, (loss, round_) in zip(best, resume.best, strict=True):
             b.loss, b.round = loss, round_
         for strategy, state in zip(strategies, resume.strategies, strict=True):
@@ -221,16 +214,13 @@ def simulate(
         chosen = {i: [index[p] for p in strategies[i].choose(views[i], rngs[i])] if active[i] else []
                   for i in range(n)}
 
-        received, sizes = {}, {}
-        for j in sorted({j for js in chosen.values() for j in js}):
-            base = layout.unflatten(published[j]) if j in published else None
-            got, sizes[j] = transmit(layout.unflatten(flat[j].clone()), base)
-            received[j] = flatten(got)
-        published.update(received)
+        received = {j: flatten(wire.send(j, layout.unflatten(flat[j].clone()), r))
+                    for j in sorted({j for js in chosen.values() for j in js})}
         if needs.central:
-            round_bytes = sum(sizes.values()) + n * max(sizes.values(), default=0)
+            uploads = [wire.cost(SERVER, j) for j in received]
+            round_bytes = sum(uploads) + n * max(uploads, default=0)
         else:
-            round_bytes = sum(sizes[j] for js in chosen.values() for j in js)
+            round_bytes = sum(wire.cost(i, j) for i, js in chosen.items() for j in js)
 
         scores = (
             score_pairs(metric, cfg, engine, flat, start, init, received, chosen)
@@ -298,7 +288,7 @@ def simulate(
         if on_state is not None:
             privacy = (engine.taken, engine.spent) if isinstance(engine, PrivateLoopEngine) else None
             on_state(SimState(
-                r + 1, flat, kept, active, masks, published, [(b.loss, b.round) for b in best],
+                r + 1, flat, kept, active, masks, wire.state_dict(), [(b.loss, b.round) for b in best],
                 [s.state_dict() for s in strategies], [g.getstate() for g in rngs],
                 dataclasses.asdict(result), torch.get_rng_state(), privacy,
                 elapsed + time.perf_counter() - started))

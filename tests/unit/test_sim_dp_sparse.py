@@ -8,6 +8,7 @@ import torch
 
 from swarm.sim.config import SimConfig
 from swarm.sim.simulator import simulate
+from swarm.sim.wire import RawWire
 
 torch.set_num_threads(1)
 SMALL = dict(dataset="digits", partition="iid", clients=6, train_samples=60, val_samples=0, test_samples=20,
@@ -30,12 +31,11 @@ def test_pruned_run_reaches_the_target_density_with_fewer_bytes() -> None:
     longer = {**SMALL, "rounds": 5}
     dense = simulate(SimConfig(**longer, strategy="random"))
 
-    def transmit(state: dict, base: dict | None) -> tuple[dict, int]:
-        # counts only the non-zero entries, as the sparse codec roughly does
-        return state, 4 * sum(int((v != 0).sum()) for v in state.values())
+    def nonzero_bytes(state: dict) -> int:  # roughly what the sparse codec sends
+        return 4 * sum(int((v != 0).sum()) for v in state.values())
 
     cfg = SimConfig(**longer, strategy="random", prune_target=0.3, prune_rate=0.5)
-    pruned = simulate(cfg, transmit=transmit)
+    pruned = simulate(cfg, wire=RawWire(size=nonzero_bytes))
     densities = [r["density"] for r in pruned.rounds]
     assert densities[0] == 1.0 and densities[-1] == pytest.approx(0.3, abs=0.02)
     assert all(r["density"] == 1.0 for r in dense.rounds)

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from node.commands.simulate import Checkpoints
+from storage.wire import SnapshotWire
 from swarm.sim.config import SimConfig, load_config
 from swarm.sim.simulator import SimResult, SimState, simulate
 
@@ -24,6 +25,8 @@ RUNS = {
     "panm": dict(strategy="panm", stage1_rounds=2, reestimate_every=2),
     # the privacy accountant's steps and spent budget
     "dp": dict(strategy="random", dp_epsilon=8.0),
+    # each publisher's keyframe and the bases each reader holds (the bytes it pays next)
+    "topk-delta": dict(strategy="random", encoding="topk-delta"),
 }
 
 
@@ -43,7 +46,7 @@ def stopped_after(cfg: SimConfig, round_: int, out: Path) -> SimState:
         if state.next_round == round_:
             saver.offer(state)
 
-    simulate(cfg, on_state=offer)
+    simulate(cfg, wire=SnapshotWire(cfg.encoding), on_state=offer)
     state = saver.load()
     assert state is not None and state.next_round == round_
     return state
@@ -52,10 +55,11 @@ def stopped_after(cfg: SimConfig, round_: int, out: Path) -> SimState:
 @pytest.mark.parametrize("name", sorted(RUNS))
 def test_a_resumed_run_ends_as_the_uninterrupted_run(name: str, tmp_path: Path) -> None:
     cfg = SimConfig(**{**FAST, **RUNS[name]})
-    whole = simulate(cfg)
+    whole = simulate(cfg, wire=SnapshotWire(cfg.encoding))
     assert whole.rounds, "the run must train"
     for stop in (1, 4):
-        resumed = simulate(cfg, resume=stopped_after(cfg, stop, tmp_path / f"stop{stop}"))
+        resumed = simulate(cfg, wire=SnapshotWire(cfg.encoding),
+                           resume=stopped_after(cfg, stop, tmp_path / f"stop{stop}"))
         assert comparable(resumed) == comparable(whole), f"stopped after round {stop}"
 
 

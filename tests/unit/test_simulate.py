@@ -14,6 +14,7 @@ import torch
 
 from swarm.sim.config import ConfigError, SimConfig, load_config
 from swarm.sim.simulator import simulate
+from swarm.sim.wire import RawWire
 from swarm.similarity import SIMILARITIES
 from swarm.strategies import STRATEGIES
 
@@ -73,17 +74,14 @@ def test_oracle_is_pure_and_fedavg_is_one_model() -> None:
     assert model_bytes == 4 * sum(p.numel() for p in torch.nn.Linear(64, 64).parameters()) + 4 * 650
 
 
-def test_injected_transmit_is_used_and_a_nan_peer_is_dropped() -> None:
-    calls = []
+def test_injected_wire_is_used_and_a_nan_peer_is_dropped() -> None:
+    class Poisoned(RawWire):
+        def send(self, peer: int, state: dict, round: int) -> dict:
+            super().send(peer, state, round)
+            return {k: torch.full_like(v, float("nan")) for k, v in state.items()}
 
-    def poisoned(state: dict, base: dict | None) -> tuple[dict, int]:
-        calls.append(base is None)
-        bad = {k: torch.full_like(v, float("nan")) for k, v in state.items()}
-        return bad, 7
-
-    result = simulate(SimConfig(strategy="random", **FAST), transmit=poisoned)
+    result = simulate(SimConfig(strategy="random", **FAST), wire=Poisoned(size=lambda state: 7))
     clean = simulate(SimConfig(strategy="local", **FAST))
-    assert calls and calls[0] and not calls[-1]  # later rounds get the previous snapshot as base
     assert result.rounds[0]["bytes_sent"] == 7 * 8 * 5
     assert result.per_client == clean.per_client  # every fetched snapshot dropped: as if alone
 
