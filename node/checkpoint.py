@@ -1,8 +1,10 @@
 """Checkpoints: everything a node needs to resume after `kill -9`, written atomically every round.
 
 A checkpoint holds the model and optimizer state, the round, the peer table, the strategy state
-(DAC priors, PANM bag), the privacy accountant, the best model on the validation split so far and a
-sparse model's personal pruning mask.
+(DAC priors, PANM bag), the privacy accountant, the best model on the validation split so far, a
+sparse model's personal pruning mask, the peer models PANM's metric compares with (`PeerHistory`) and
+the random states of neighbour choice and batch order: a resumed node without DP chooses, trains and
+scores as it would have had it never stopped (DP noise draws are not kept).
 It is loaded with `weights_only=True`: a checkpoint file is data, never code.
 """
 
@@ -38,6 +40,9 @@ class Checkpoint:
     best: dict[str, Any] = field(default_factory=dict)  # the best model on validation: model, loss, round
     merge: dict[str, Any] = field(default_factory=dict)  # the merge that made `model` (Provenance.record)
     mask: dict[str, torch.Tensor] = field(default_factory=dict)  # a sparse model's personal pruning mask
+    # The peers' last two models scored, per peer (PANM's metric reads a peer's step between them)
+    history: dict[str, Any] = field(default_factory=dict)
+    draws: dict[str, Any] = field(default_factory=dict)  # random states: the strategy's, the batch order's
 
 
 def save(data_dir: Path, checkpoint: Checkpoint) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
+from node.checkpoint import CheckpointError
 from node.config import NodeConfig
 from storage.manifest import Manifest, labels_fingerprint
 from swarm.data import INFO, load_dataset
@@ -118,6 +119,21 @@ class PeerHistory:
             self.before[peer_id] = latest
         self.latest[peer_id] = theirs
         return self.before.get(peer_id, self.init)
+
+    def state_dict(self) -> dict[str, dict[str, StateDict]]:
+        """Both models per peer, plain tensors: a resumed node that forgot them would score each
+        peer's next snapshot against the common init, i.e. against its whole training so far."""
+        return {"latest": dict(self.latest), "before": dict(self.before)}
+
+    def load_state_dict(self, state: Mapping[str, Mapping[str, StateDict]]) -> None:
+        self.latest = {str(p): dict(sd) for p, sd in state.get("latest", {}).items()}
+        self.before = {str(p): dict(sd) for p, sd in state.get("before", {}).items()}
+
+
+def restored_random_state(state: Any) -> tuple[Any, ...]:
+    """`random.Random.getstate()` as read back from a checkpoint (tuples may come back as lists)."""
+    version, internal, gauss = state
+    return int(version), tuple(int(x) for x in internal), gauss
 
 
 class Learner:
@@ -236,7 +252,12 @@ class Learner:
         return {"model": self.state(), "optimizer": self.optimizer.state_dict(),
                 "strategy": self.strategy.state_dict(),
                 "privacy": self.private.state_dict() if self.private else {}, "mask": self.mask,
-                "best": {"model": self.best_state, "loss": self.best.loss, "round": self.best.round}}
+                "best": {"model": self.best_state, "loss": self.best.loss, "round": self.best.round},
+                "history": self.history.state_dict() if self.history else {},
+                # Where the strategy's draws and the batch order stand: without them a resumed peer
+                # picks other neighbours and trains on other batches than it would have.
+                "draws": {"strategy": self.rng.getstate(),
+                          "batches": self.train_batches.generator.get_state()}}
 
     def restore(self, saved: Mapping[str, Any]) -> None:
         """Resume from what `saved()` returned (read back from a checkpoint)."""
@@ -251,6 +272,17 @@ class Learner:
             self.best.loss, self.best.round = float(best["loss"]), int(best["round"])
         if self.private is not None:
             self.private.load_state_dict(saved["privacy"])
+        if self.history is not None and saved.get("history"):
+            self.history.load_state_dict(saved["history"])
+        draws = saved.get("draws") or {}  # both absent from checkpoints written before they were kept
+        try:
+            if "strategy" in draws:
+                self.rng.setstate(restored_random_state(draws["strategy"]))
+            if "batches" in draws:
+                self.train_batches.generator.set_state(draws["batches"])
+        except (TypeError, ValueError, RuntimeError) as exc:
+            raise CheckpointError(f"the checkpoint's random states are malformed ({exc}); move the "
+                                  "checkpoint away to start fresh") from exc
 
     @property
     def cluster(self) -> int:
