@@ -8,6 +8,7 @@ comes from `swarm/`, the very code the simulator runs.
 from __future__ import annotations
 
 import random
+import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -176,8 +177,10 @@ class Learner:
         budget = PrivacyBudget(cfg.dp_epsilon, cfg.dp_delta, cfg.dp_max_grad_norm)
         data = TensorDataset(self.shard.data.train_x, self.shard.data.train_y)
         loader = DataLoader(data, batch_size=cfg.batch_size)
+        # The noise must be secret: from settings peers share (seed, client) anyone could draw it
+        # again and subtract it from the published weights, and a restarted node would repeat it.
         return make_private(self.model, self.optimizer, loader, budget, cfg.rounds * cfg.local_epochs,
-                            noise_seed=cfg.seed * 1000 + cfg.client)
+                            noise_seed=secrets.randbits(63))
 
     @property
     def epsilon(self) -> float | None:

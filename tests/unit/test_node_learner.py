@@ -40,6 +40,16 @@ def test_dp_learner_spends_at_most_its_budget_then_stops() -> None:
         dp.train(None)
 
 
+def test_dp_noise_is_not_drawn_from_the_shared_settings() -> None:
+    # Same config, same data, same batches: were the noise seeded from the settings, anyone who knows
+    # them could draw it again and subtract it from the published weights.
+    first = learner(dp_epsilon=2.0)
+    first.train(None)
+    again = learner(dp_epsilon=2.0)
+    again.train(None)
+    assert not any(torch.equal(first.state()[k], again.state()[k]) for k in first.init)
+
+
 def test_dp_needs_a_planned_number_of_rounds() -> None:
     with pytest.raises(PrivacyConfigError, match="--rounds"):
         learner(dp_epsilon=2.0, rounds=0)
