@@ -1,6 +1,8 @@
 """The peer process and the `swarm-node` command line.
 
 - `loop`: `Node`, one peer's rounds: fold announcements, choose, train, judge, publish, merge, checkpoint.
+- `intake`: announcements from gossip into the peer table; pinners met.
+- `merging`: a trainer's merge step (refuse over-epsilon, score, weigh, merge, record provenance).
 - `downloads`: the chosen neighbours' newest snapshots, fetched while training, checked, decoded.
 - `publisher`: encode, put, pin and announce this peer's snapshots (and cache them in the data dir);
   goodbye on leaving.

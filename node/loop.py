@@ -22,25 +22,27 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from node import checkpoint
 from node.config import NodeConfig
 from node.downloads import Downloads, Exchange
+from node.intake import Intake
 from node.ipfs_setup import announced_addrs, open_ipfs
 from node.ipfs_workers import IpfsWorkers
 from node.learner import Learner
 from node.manifest import learner_for
-from node.peer_table import SNAPSHOT_ROLES, PeerTable
+from node.merging import Merging
+from node.peer_table import PeerTable
 from node.pinner import Pinner
 from node.publisher import Publisher
 from node.roles import pick_role
 from node.status import STATUS_FILE, NodeStatus, short_id
 from node.timing import Timer
 from p2p.addresses import WILDCARD_IP4, is_loopback
-from p2p.announcement import LEAVING, MAX_PARENTS, PINNER
+from p2p.announcement import MAX_PARENTS
 from p2p.gossip import GossipConfig, GossipService
 from storage import IpfsDaemon, StoreError, schema_fingerprint
 from storage.atomic import write_atomic
 from storage.daemon import LOOPBACK
 from storage.defaults import mib_to_bytes
 from swarm.models import found_devices, pick_device
-from swarm.peer_privacy import eligible, merge_weights, refused
+from swarm.peer_privacy import eligible
 from swarm.privacy import BudgetExhausted
 from swarm.strategies import Candidate, PeerView
 from swarm.training import TrainStats
@@ -63,6 +65,8 @@ class Node:
         self.downloads: Downloads | None = None
         self.publisher: Publisher | None = None
         self.pinner: Pinner | None = None
+        self.merging: Merging | None = None
+        self.intake: Intake | None = None
         # Training runs here so the loop can follow announcements meanwhile; only `train` touches it.
         self.train_pool = ThreadPoolExecutor(1, thread_name_prefix="train")
         self.round = self.merges = 0
@@ -122,10 +126,14 @@ class Node:
         self.status.addrs = self.gossip.addrs
         schema = schema_fingerprint(self.learner.state()) if self.learner else ""
         self.table = PeerTable(self.gossip.peer_id, schema, self.learner.labels if self.learner else "")
+        self.intake = Intake(self.gossip, self.table, self.workers, self.event)
         self.downloads = Downloads(self.workers, self.table, max_size=mib_to_bytes(cfg.max_snapshot_mb),
                                    status=self.status, timer=self.timer, emit=self.event)
         self.publisher = Publisher(self.workers, self.gossip, encoding=cfg.encoding, role=cfg.role,
                                    status=self.status, timer=self.timer, data_dir=cfg.data_dir)
+        if self.learner is not None:
+            self.merging = Merging(cfg, self.learner, self.table, self.publisher, self.status, self.timer,
+                                   self.event)
         if cfg.role == "pinner":
             self.pinner = Pinner(self.workers, self.event)
         self._resume()
@@ -189,12 +197,13 @@ class Node:
     def trainer_round(self, fresh_until: float) -> None:
         """One round: train, judge, publish, then merge the chosen neighbours' newest models (waiting
         until `fresh_until`, at most, for them to publish this round's)."""
-        assert self.learner is not None and self.publisher is not None and self.table is not None
+        assert self.learner is not None and self.publisher is not None and self.intake is not None
+        assert self.table is not None
         self.round += 1
         self.status.round = self.round
         timer = self.timer
         timer.reset()
-        self.fold()
+        self.intake.fold()
         exchange = self.start_exchange()
         try:
             with timer("train"):
@@ -236,19 +245,6 @@ class Node:
             self.event(f"no better validation loss for {self.cfg.patience} rounds: stopped training, "
                        "still serving my snapshots")
 
-    def fold(self) -> None:
-        assert self.gossip is not None and self.table is not None and self.workers is not None
-        self.workers.flush_notes()
-        for ann in self.gossip.drain():
-            if ann.role == PINNER:
-                self.workers.meet_pinner(ann)
-                continue
-            if ann.role == LEAVING:
-                self.event(f"{short_id(ann.publisher)} left the swarm", peer_left=ann.publisher)
-            reason = self.table.fold(ann)
-            if reason is not None and not reason.startswith("stale"):
-                self.event(f"skipped announcement of {short_id(ann.publisher)}: {reason}")
-
     def start_exchange(self) -> Exchange:
         """Choose peers with the strategy and start downloading their newest snapshots."""
         assert self.learner is not None and self.table is not None and self.downloads is not None
@@ -262,12 +258,12 @@ class Node:
 
     def train_following(self, exchange: Exchange, max_steps: int | None) -> TrainStats:
         """Train on the training thread; meanwhile fold announcements and follow the exchange."""
-        assert self.learner is not None and self.downloads is not None
+        assert self.learner is not None and self.downloads is not None and self.intake is not None
         training = self.train_pool.submit(self.learner.train, max_steps)
         while not wait([training], timeout=FOLLOW_EVERY_S).done:
-            self.fold()
+            self.intake.fold()
             self.downloads.follow(exchange)
-        self.fold()
+        self.intake.fold()
         self.downloads.follow(exchange)
         return training.result()
 
@@ -275,75 +271,25 @@ class Node:
         """Follow the chosen neighbours until each has announced a model of this round, or `deadline`
         (the round's minimum length, which the loop would otherwise sleep away after merging) passes:
         merging a model a round older than mine costs a large part of the gain (docs/results.md)."""
-        assert self.table is not None and self.downloads is not None
+        assert self.table is not None and self.downloads is not None and self.intake is not None
         while not self.stop.is_set() and time.monotonic() < deadline:
             records = [self.table.records.get(p) for p in exchange.chosen]
             if all(r is None or r.announcement.round >= self.round for r in records):
                 return
             self.stop.wait(min(FOLLOW_EVERY_S, max(deadline - time.monotonic(), 0)))
-            self.fold()
+            self.intake.fold()
             self.downloads.follow(exchange)
 
     def finish_exchange(self, exchange: Exchange) -> None:
         """Wait for the downloads, then score and merge what arrived and passed the checks."""
-        assert self.learner is not None and self.table is not None and self.downloads is not None
-        assert self.publisher is not None
-        learner, view = self.learner, exchange.view
-        arrived = self.downloads.collect(exchange)
-        # Announcements are checked before choosing; the snapshot's own meta is what gets merged.
-        for peer_id in refused({p: a.dp_epsilon for p, a in arrived.items()}, self.table.me,
-                               self.cfg.max_peer_epsilon):
-            self.event(f"round {self.round}: refused {short_id(peer_id)}: its snapshot says epsilon "
-                       f"{arrived[peer_id].dp_epsilon} spent, over --max-peer-epsilon "
-                       f"{self.cfg.max_peer_epsilon:g}", refused_epsilon=peer_id)
-            del arrived[peer_id]
-        scores: dict[str, float] = {}
-        if learner.needs.scores:  # a strategy that weighs without scores is spared the work
-            with self.timer("score"):
-                scores = {p: learner.score(p, a.state) for p, a in arrived.items()}
-        for peer_id in [p for p, score in scores.items() if score != score]:  # NaN: useless on my data
-            self.event(f"skipped {short_id(peer_id)}: similarity is not a number")
-            del scores[peer_id], arrived[peer_id]
-        states = {p: a.state for p, a in arrived.items()}
-        self.table.note_scores(scores)
-        learner.observe(view, scores, {p: dict(arrived[p].announcement.priors) for p in states})
-        self.table.mark_merged({})
-        if not states:
-            return
-        epsilons = {self.table.me: learner.epsilon, **{p: a.dp_epsilon for p, a in arrived.items()}}
-        weights = merge_weights(learner.weights(view, list(states), scores), epsilons, me=self.table.me,
-                                max_peer_epsilon=self.cfg.max_peer_epsilon, scheme=self.cfg.merge_weights)
-        try:
-            with self.timer("merge"):
-                verdict = learner.merge(self.table.me, {self.table.me: learner.state(), **states}, weights,
-                                        rounds_trained=self.round)
-        except ValueError as exc:
-            self.event(f"merge skipped: {exc}")
-            return
-        for peer_id in verdict.rejected:
-            self.event(f"round {self.round}: kept {short_id(peer_id)} out of the merge: it raised the loss "
-                       "on my validation data", refused=peer_id)
-        used = {p: w for p, w in verdict.weights.items() if p in states and w > 0}
-        self.merges += len(used)
-        self.table.mark_merged({p: (w, arrived[p].announcement.cid) for p, w in used.items()})
-        if used:
-            self.status.last_merge = self.publisher.note_merge(
-                self.round, verdict.weights, {p: arrived[p].announcement.cid for p in used}, scores).record()
-            merged = ", ".join(f"{short_id(p)} ({w:.2f})" for p, w in used.items())
-            self.event(f"round {self.round}: merged {merged}", round=self.round, merged=list(used),
-                       merged_cids=[arrived[p].announcement.cid for p in used])
+        assert self.merging is not None and self.downloads is not None
+        self.merges += self.merging.merge(self.downloads.collect(exchange), exchange.view, self.round)
 
     def follow(self) -> None:
-        """Pinners and observers: fold announcements; pinners keep recent snapshots pinned."""
-        assert self.gossip is not None and self.table is not None and self.workers is not None
-        self.workers.flush_notes()
-        anns = self.gossip.drain()
-        for ann in anns:
-            if ann.role == PINNER and ann.publisher != self.table.me:
-                self.workers.meet_pinner(ann)
-            self.table.fold(ann)
+        """Pinners and observers: take in announcements; pinners keep recent snapshots pinned."""
+        assert self.intake is not None and self.gossip is not None
+        fresh = self.intake.follow()
         if self.pinner is not None:
             self.pinner.announce_presence(self.gossip, self.status.ipfs_addrs)
-            self.pinner.pin_newest([a for a in anns if a.publisher != self.table.me
-                                    and a.role in SNAPSHOT_ROLES])
+            self.pinner.pin_newest(fresh)
         self.publish_status()

@@ -1,5 +1,5 @@
 """The publishing side of a node's round as far as a merge is concerned, for unit tests that drive
-`Node.finish_exchange` without IPFS or gossip: it hears of each merge, as `Publisher.note_merge` does."""
+`node.merging.Merging` without IPFS or gossip: it hears of each merge, as `Publisher.note_merge` does."""
 
 from __future__ import annotations
 

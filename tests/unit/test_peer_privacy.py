@@ -15,6 +15,7 @@ from node.config import ConfigError, NodeConfig
 from node.downloads import Arrived, Exchange
 from node.learner import Learner, load_shard
 from node.loop import Node
+from node.merging import Merging
 from node.peer_table import PeerTable
 from node.status import NodeStatus, PeerRow, read_status, render
 from p2p.announcement import Announcement
@@ -115,6 +116,8 @@ def node_with(tmp_path: Path, anns: list[Announcement], arrived: dict[str, Arriv
         node.table.fold(ann)
     node.downloads = Fetched(arrived)  # type: ignore[assignment]
     node.publisher = NotesMerges()  # type: ignore[assignment]
+    node.merging = Merging(node.cfg, node.learner, node.table, node.publisher, node.status, node.timer,
+                           node.event)
     return node
 
 

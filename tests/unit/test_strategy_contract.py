@@ -16,10 +16,12 @@ from support.merges import NotesMerges
 
 from node.commands.join import HELP, add_arguments
 from node.config import ConfigError, NodeConfig, load_config
-from node.downloads import Arrived, Exchange
+from node.downloads import Arrived
 from node.learner import Learner, load_shard
-from node.loop import Node
+from node.merging import Merging
 from node.peer_table import PeerTable
+from node.status import NodeStatus
+from node.timing import Timer
 from p2p.announcement import Announcement
 from swarm.sim.config import SimConfig
 from swarm.sim.simulator import simulate
@@ -122,42 +124,31 @@ def test_the_node_config_names_the_strategy_parameters_as_the_simulator_config_d
     assert taken & node <= set(HELP)  # each with its `swarm-node join --help` text
 
 
-class OneArrived:
-    """The download side of a round, with one neighbour's snapshot already fetched and checked."""
-
-    def __init__(self, ann: Announcement, state: dict) -> None:
-        self.arrived = {ann.publisher: Arrived(ann, state, ann.dp_epsilon)}
-
-    def collect(self, exchange: Exchange) -> dict:
-        return dict(self.arrived)
-
-
 def finish_with_one_neighbour(tmp_path: Path, strategy: str, monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The node's merge step on one fetched neighbour; returns the peers it scored."""
     cfg = NodeConfig(dataset="digits", partition="iid", clients=2, samples_per_client=100,
                      strategy=strategy, data_dir=tmp_path, merge_guard=False)
-    node = Node(cfg)
-    try:
-        node.learner, node.table = Learner(cfg, load_shard(cfg), torch.device("cpu")), PeerTable("me", "s1")
-        ann = Announcement(cid=CID, publisher="p1", round=1, schema="s1", samples=100, loss=1.0,
-                           encoding="fp32", size=10, timestamp=time.time())
-        node.table.fold(ann)
-        node.downloads = OneArrived(ann, learner(client=1).state())  # type: ignore[assignment]
-        node.publisher = publisher = NotesMerges()  # type: ignore[assignment]
-        scored: list[str] = []
+    me = Learner(cfg, load_shard(cfg), torch.device("cpu"))
+    table = PeerTable("me", "s1")
+    ann = Announcement(cid=CID, publisher="p1", round=1, schema="s1", samples=100, loss=1.0,
+                       encoding="fp32", size=10, timestamp=time.time())
+    table.fold(ann)
+    publisher = NotesMerges()
+    merging = Merging(cfg, me, table, publisher, NodeStatus(), Timer(),  # type: ignore[arg-type]
+                      lambda *a, **k: None)
+    scored: list[str] = []
 
-        def score(peer_id: str, state: dict) -> float:
-            scored.append(peer_id)
-            return 1.0
+    def score(peer_id: str, state: dict) -> float:
+        scored.append(peer_id)
+        return 1.0
 
-        monkeypatch.setattr(node.learner, "score", score)
-        view = PeerView("me", 1, 100, [Candidate("p1", 100, 1)])
-        node.finish_exchange(Exchange(view, ["p1"]))
-        assert node.table.records["p1"].merged  # merged either way
-        assert publisher.merged == [{"p1": CID}]
-        return scored
-    finally:
-        node.train_pool.shutdown()
+    monkeypatch.setattr(me, "score", score)
+    view = PeerView("me", 1, 100, [Candidate("p1", 100, 1)])
+    arrived = {"p1": Arrived(ann, learner(client=1).state(), ann.dp_epsilon)}
+    assert merging.merge(arrived, view, 1) == 1
+    assert table.records["p1"].merged  # merged either way
+    assert publisher.merged == [{"p1": CID}]
+    return scored
 
 
 def test_a_node_scores_only_for_a_strategy_that_needs_scores(tmp_path: Path,
