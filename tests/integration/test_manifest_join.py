@@ -1,6 +1,7 @@
 """A swarm manifest for real: `swarm-node manifest create` puts it and its initial weights in a real
 IPFS daemon, `manifest show` reads it back, `join --manifest` starts from it, and a joiner that does
-not fit (another model, an unknown class folder) is refused with what to change."""
+not fit (another model, an unknown class folder) is refused with what to change. A real
+`swarm-bootstrap --manifest` offers it to joiners that pass none, and refuses one that passes another."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from node.processes import Bootstrap, kill_all
+from node.status import short_id
 from p2p.addresses import LOOPBACK_LISTEN
 from storage import IpfsDaemon, IpfsStore, decode
 from storage.manifest import Manifest
@@ -20,6 +23,7 @@ from swarm.data import INFO
 from swarm.models import build_model
 
 NODE = [sys.executable, "-m", "node.cli"]
+SWARM = "manifests"
 
 
 def swarm_node(*argv: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
@@ -39,11 +43,46 @@ def manifest_cid(daemon: IpfsDaemon) -> str:
     return created.stdout.strip()
 
 
+def join_argv(daemon: IpfsDaemon, data_dir: Path, cid: str, *extra: str) -> list[str]:
+    """`join` of a digits shard peer; with `--manifest cid` unless `cid` is ""."""
+    return [*NODE, "join", *(["--manifest", cid] if cid else []), "--ipfs-api", daemon.api_multiaddr,
+            "--swarm", SWARM, "--listen", LOOPBACK_LISTEN, "--data-dir", str(data_dir), "--headless",
+            "--dataset", "digits", "--partition", "iid", "--clients", "2", "--samples-per-client", "100",
+            "--rounds", "2", *extra]
+
+
 def join(daemon: IpfsDaemon, tmp_path: Path, cid: str, *extra: str) -> subprocess.CompletedProcess[str]:
-    return swarm_node("join", "--manifest", cid, "--ipfs-api", daemon.api_multiaddr, "--swarm", "manifests",
-                      "--listen", LOOPBACK_LISTEN, "--data-dir", str(tmp_path / "node"), "--headless",
-                      "--dataset", "digits", "--partition", "iid", "--clients", "2",
-                      "--samples-per-client", "100", "--rounds", "2", *extra)
+    return subprocess.run(join_argv(daemon, tmp_path / "node", cid, *extra), capture_output=True, text=True,
+                          timeout=240)
+
+
+def events_of(stdout: str) -> list[dict]:  # type: ignore[type-arg]
+    return [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
+
+
+def distance(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
+    return sum(float((a[k] - b[k]).norm()) for k in b)
+
+
+def assert_started_from(daemon: IpfsDaemon, manifest_cid: str, events: list[dict]) -> None:  # type: ignore[type-arg]
+    """The node's first snapshot is two rounds of training away from the manifest's initial weights
+    (seed 3), far from those it would start from without a manifest (its --seed, 0)."""
+    store = IpfsStore(daemon.api_multiaddr)
+    manifest = Manifest.from_bytes(store.get(manifest_cid))
+    first = decode(store.get(next(e["cid"] for e in events if e.get("round") == 1 and "cid" in e)))
+    init = decode(store.get(manifest.init)).state_dict
+    torch.manual_seed(0)
+    own = build_model("digits-mlp").state_dict()
+    assert distance(first.state_dict, init) < distance(first.state_dict, own) / 2
+
+
+@pytest.fixture(scope="module")
+def other_manifest_cid(daemon: IpfsDaemon) -> str:
+    """A manifest of the same model and classes with other initial weights: another swarm's."""
+    created = swarm_node("manifest", "create", "--dataset", "digits", "--seed", "4",
+                         "--ipfs-api", daemon.api_multiaddr)
+    assert created.returncode == 0, created.stderr
+    return created.stdout.strip()
 
 
 def test_create_puts_the_manifest_and_its_initial_weights_in_ipfs(daemon: IpfsDaemon,
@@ -61,21 +100,11 @@ def test_join_starts_from_the_manifests_initial_weights(
         daemon: IpfsDaemon, manifest_cid: str, tmp_path: Path) -> None:
     joined = join(daemon, tmp_path, manifest_cid)
     assert joined.returncode == 0, joined.stderr
-    events = [json.loads(line) for line in joined.stdout.splitlines() if line.startswith("{")]
+    events = events_of(joined.stdout)
     assert any(e["event"].startswith("finished 2 rounds") for e in events)
-    store = IpfsStore(daemon.api_multiaddr)
-    manifest = Manifest.from_bytes(store.get(manifest_cid))
-    first = decode(store.get(next(e["cid"] for e in events if e.get("round") == 1 and "cid" in e)))
-    init = decode(store.get(manifest.init)).state_dict
-    torch.manual_seed(0)  # what the node would start from without a manifest (its --seed)
-    own = build_model("digits-mlp").state_dict()
-
-    def distance(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
-        return sum(float((a[k] - b[k]).norm()) for k in b)
-
-    # two rounds of training moved it a little from the manifest's weights (seed 3), far from seed 0's
-    assert distance(first.state_dict, init) < distance(first.state_dict, own) / 2
+    assert_started_from(daemon, manifest_cid, events)
     assert "class folders" not in joined.stdout
+
 
 def test_join_refuses_another_model_saying_what_to_change(daemon: IpfsDaemon, manifest_cid: str,
                                                           tmp_path: Path) -> None:
@@ -97,3 +126,32 @@ def test_join_refuses_a_class_folder_the_manifest_does_not_know(daemon: IpfsDaem
     assert refused.returncode != 0
     assert "class folder 'seven' is not among the swarm's classes; expected names: '0', '1'" in refused.stderr
 
+
+
+def test_join_without_manifest_takes_the_one_the_bootstrap_offers(
+        daemon: IpfsDaemon, manifest_cid: str, tmp_path: Path) -> None:
+    boot = Bootstrap(SWARM, tmp_path / "boot", extra=["--manifest", manifest_cid])
+    try:
+        joined = join(daemon, tmp_path, "", "--bootstrap", boot.addr)
+    finally:
+        kill_all([boot])
+    assert joined.returncode == 0, joined.stderr
+    events = events_of(joined.stdout)
+    assert any(e["event"] == f"swarm manifest {manifest_cid}: offered by bootstrap {short_id(boot.addr)}"
+               for e in events), joined.stdout
+    assert_started_from(daemon, manifest_cid, events)
+
+
+def test_join_refuses_a_manifest_other_than_the_bootstraps_saying_which_to_use(
+        daemon: IpfsDaemon, manifest_cid: str, other_manifest_cid: str, tmp_path: Path) -> None:
+    boot = Bootstrap(SWARM, tmp_path / "boot", extra=["--manifest", manifest_cid])
+    try:
+        refused = join(daemon, tmp_path, other_manifest_cid, "--bootstrap", boot.addr)
+    finally:
+        kill_all([boot])
+    assert refused.returncode != 0
+    assert (f"--manifest {other_manifest_cid} differs from the manifest {manifest_cid} that bootstrap "
+            f"{short_id(boot.addr)} offers for swarm {SWARM}: drop --manifest to use the bootstrap's, or "
+            f"pass --manifest {manifest_cid}") in refused.stderr
+    assert "Traceback" not in refused.stderr
+    assert not (tmp_path / "node" / "checkpoint").exists()
