@@ -1,23 +1,26 @@
 """A swarm manifest for real: `swarm-node manifest create` puts it and its initial weights in a real
 IPFS daemon, `manifest show` reads it back, `join --manifest` starts from it, and a joiner that does
 not fit (another model, an unknown class folder) is refused with what to change. A real
-`swarm-bootstrap --manifest` offers it to joiners that pass none, and refuses one that passes another."""
+`swarm-bootstrap --manifest` offers it to joiners that pass none and to `swarm-node publish`, whose
+seeds peers merge only when their class order is the swarm's."""
 
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import torch
 
-from node.processes import Bootstrap, kill_all
+from node.processes import Bootstrap, Child, ProcError, kill_all
 from node.status import short_id
 from p2p.addresses import LOOPBACK_LISTEN
-from storage import IpfsDaemon, IpfsStore, decode
+from p2p.identity import KEY_FILE, load_or_create, peer_id_of
+from storage import IpfsDaemon, IpfsStore, decode, encode
 from storage.manifest import Manifest
 from swarm.data import INFO
 from swarm.models import build_model
@@ -155,3 +158,86 @@ def test_join_refuses_a_manifest_other_than_the_bootstraps_saying_which_to_use(
             f"pass --manifest {manifest_cid}") in refused.stderr
     assert "Traceback" not in refused.stderr
     assert not (tmp_path / "node" / "checkpoint").exists()
+
+
+def publisher_id(data_dir: Path) -> str:
+    return peer_id_of(load_or_create(data_dir / KEY_FILE))
+
+
+def test_a_seed_is_merged_by_peers_of_its_class_order_and_skipped_by_others(
+        daemon: IpfsDaemon, manifest_cid: str, tmp_path: Path) -> None:
+    """Two bootstraps: one offers the manifest, one knows none. The node asks both and joins by the
+    manifest; a seed published through the first takes the manifest's class order and is merged; a seed
+    of the same weights published through the second with the digits in reverse order is skipped."""
+    store = IpfsStore(daemon.api_multiaddr)
+    init = decode(store.get(Manifest.from_bytes(store.get(manifest_cid)).init)).state_dict
+    seed = tmp_path / "seed.snap"
+    seed.write_bytes(encode(init, meta={"round": 1, "samples": 500}))
+    right, wrong = publisher_id(tmp_path / "right"), publisher_id(tmp_path / "wrong")
+    reversed_digits = ",".join(reversed(INFO["digits"].classes))
+    children: list[Child] = []
+    try:
+        offering = Bootstrap(SWARM, tmp_path / "boot1", extra=["--manifest", manifest_cid])
+        plain = Bootstrap(SWARM, tmp_path / "boot2")
+        children += [offering, plain]
+        # Merges from round 1 and whatever the model: this test is about whom the node merges, not why.
+        node = Child(join_argv(daemon, tmp_path / "node", "", "--bootstrap", offering.addr, "--bootstrap",
+                               plain.addr, "--rounds", "30", "--round-interval-s", "2", "--no-merge-guard"),
+                     tmp_path / "node.log")
+        children.append(node)
+        seen: list[dict] = []  # type: ignore[type-arg]
+
+        def wait_for(what: str, timeout: float = 120) -> dict:  # type: ignore[type-arg]
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                try:
+                    event = json.loads(node.next_line(max(0.1, deadline - time.monotonic())))
+                except (ValueError, ProcError):  # a line that is not JSON, or none yet
+                    continue
+                seen.append(event)
+                if what in event["event"]:
+                    return event
+            raise AssertionError(f"the node never said {what!r}; it said {[e['event'] for e in seen]}")
+
+        wait_for(f"swarm manifest {manifest_cid}: offered by bootstrap {short_id(offering.addr)}")
+        wait_for("joined swarm")
+        publish = [*NODE, "publish", str(seed), "--swarm", SWARM, "--ipfs-api", daemon.api_multiaddr]
+        published = [subprocess.Popen([*publish, "--bootstrap", offering.addr, "--data-dir",
+                                       str(tmp_path / "right")], stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE, text=True),
+                     subprocess.Popen([*publish, "--bootstrap", plain.addr, "--data-dir",
+                                       str(tmp_path / "wrong"), "--classes", reversed_digits],
+                                      stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE, text=True)]
+        for proc in published:
+            _, err = proc.communicate(timeout=120)
+            assert proc.returncode == 0, err
+        wait_for(f"skipped announcement of {short_id(wrong)}: class order")
+        merged = wait_for(f"merged {short_id(right)}")
+        assert merged["merged"] == [right]
+        node.stop()
+        while not node.lines.empty():
+            line = node.lines.get_nowait()
+            if line.startswith("{"):
+                seen.append(json.loads(line))
+    finally:
+        kill_all(children)
+    assert not any(wrong in e.get("merged", []) for e in seen)
+
+
+def test_publish_refuses_a_seed_of_another_class_order_than_the_manifests(
+        daemon: IpfsDaemon, manifest_cid: str, tmp_path: Path) -> None:
+    store = IpfsStore(daemon.api_multiaddr)
+    seed = tmp_path / "seed.snap"
+    seed.write_bytes(encode(decode(store.get(Manifest.from_bytes(store.get(manifest_cid)).init)).state_dict))
+    refused = swarm_node("publish", str(seed), "--swarm", SWARM, "--ipfs-api", daemon.api_multiaddr,
+                         "--manifest", manifest_cid, "--dataset", "fashion-mnist",
+                         "--data-dir", str(tmp_path / "pub"), timeout=120)
+    assert refused.returncode == 1
+    assert "are not those of the swarm's manifest" in refused.stderr and "Traceback" not in refused.stderr
+    other_model = tmp_path / "other.snap"
+    other_model.write_bytes(encode(build_model("fashion-cnn").state_dict()))
+    refused = swarm_node("publish", str(other_model), "--swarm", SWARM, "--ipfs-api", daemon.api_multiaddr,
+                         "--manifest", manifest_cid, "--data-dir", str(tmp_path / "pub"), timeout=120)
+    assert refused.returncode == 1
+    assert "is not a digits-mlp with 1 input channel(s) and 10 classes" in refused.stderr
