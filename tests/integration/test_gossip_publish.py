@@ -75,3 +75,15 @@ def test_publish_refuses_a_seed_whose_class_order_is_unknown(tmp_path: Path) -> 
     assert done.returncode == 1 and not done.stdout
     assert "which class each output of" in done.stderr and "--manifest CID" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_publish_refuses_another_peers_snapshot(tmp_path: Path) -> None:
+    """Nodes take a snapshot only from the peer its meta names: republished under another identity it
+    would be refused by every peer, so publish says so before anything is put in IPFS."""
+    snapshot = tmp_path / "theirs.snap"
+    snapshot.write_bytes(encode({"w": torch.zeros(4, 2)}, meta={"peer_id": "12D3KooWsomeoneElse"}))
+    done = subprocess.run([sys.executable, "-m", "node.cli", "publish", str(snapshot), "--swarm", SWARM,
+                           "--classes", "cat,dog", "--ipfs-api", "/ip4/127.0.0.1/tcp/9",
+                           "--data-dir", str(tmp_path / "me")], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1 and not done.stdout
+    assert "is a snapshot of peer 12D3KooWsomeoneElse" in done.stderr and "Traceback" not in done.stderr
