@@ -4,7 +4,9 @@ It registers and answers rendezvous requests, relays (and validates) announcemen
 swarms it serves, stores nothing, and prints `BOOTSTRAP <multiaddr>/p2p/<peer id>` once ready. Like a
 node, it bans flooders (p2p/bans.py): every peer talks to it, so it is the first a flooder
 reaches. One validator serves all its swarms, so a publisher's rate limit counts across them. It also
-answers reach requests (p2p/reach.py), which tell a peer how the swarm sees it (`swarm-node doctor`).
+answers reach requests (p2p/reach.py), which tell a peer how the swarm sees it (`swarm-node doctor`), and
+manifest requests (p2p/manifest_offer.py): with `--manifest CID` it tells joiners the swarm's manifest,
+so `swarm-node join` needs only the bootstrap's address.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import argparse
 import logging
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from importlib.metadata import version
 from pathlib import Path
 
@@ -27,6 +29,7 @@ from p2p.announcement import AnnouncementError, topic_for
 from p2p.bans import BanEnforcer
 from p2p.host import build_host, build_pubsub, innermost_error, quiet_libp2p_logs
 from p2p.identity import KEY_FILE, IdentityError, load_or_create
+from p2p.manifest_offer import ManifestOfferService, ManifestOptionError, parse_manifest_options
 from p2p.reach import ReachService
 from p2p.validator import AnnounceValidator
 
@@ -52,16 +55,24 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data-dir", type=Path, default=Path.home() / ".swarm-bootstrap",
                         help="where the persistent identity key lives (~/.swarm-bootstrap)")
     parser.add_argument("--key-file", type=Path, help=f"identity key file (default DATA_DIR/{KEY_FILE})")
+    parser.add_argument("--manifest", action="append", default=[], metavar="[SWARM=]CID",
+                        help="the swarm's manifest (the CID `swarm-node manifest create` printed): joiners "
+                        "that pass no --manifest use it, joiners that pass another are refused; SWARM=CID "
+                        "when serving several swarms (repeatable). The bootstrap only tells the CID: "
+                        "each joiner fetches the manifest from IPFS and checks it")
     return parser
 
 
-async def serve(key_file: Path, listen: Multiaddr, swarms: list[str], announce: Sequence[str] = ()) -> None:
-    """Run until SIGTERM/SIGINT; OSError if nothing could listen."""
+async def serve(key_file: Path, listen: Multiaddr, swarms: list[str], announce: Sequence[str] = (),
+                manifests: Mapping[str, str] | None = None) -> None:
+    """Run until SIGTERM/SIGINT; OSError if nothing could listen. `manifests`: swarm -> manifest CID."""
     key_pair = load_or_create(key_file)
     host = build_host(key_pair, announce)
     pubsub, router = build_pubsub(host)
     RendezvousService(host)
     ReachService(host)
+    offered = {swarm: (manifests or {}).get(swarm, "") for swarm in swarms}
+    ManifestOfferService(host, offered)
     bans = BanEnforcer(host, pubsub, AnnounceValidator())
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with host.run([listen]), background_trio_service(pubsub), background_trio_service(router):
@@ -75,7 +86,8 @@ async def serve(key_file: Path, listen: Multiaddr, swarms: list[str], announce: 
                 if not host.get_addrs():  # py-libp2p logs a failed bind and carries on without a listener
                     raise OSError("the address is in use or not local; pick another --listen port")
                 print(f"BOOTSTRAP {host.get_addrs()[0]}", flush=True)
-                log.info("serving swarm(s) %s", ", ".join(swarms))
+                log.info("serving swarm(s) %s", ", ".join(
+                    f"{swarm} (manifest {cid})" if cid else swarm for swarm, cid in offered.items()))
                 async for signum in signals:
                     log.info("stopping on signal %d", signum)
                     nursery.cancel_scope.cancel()
@@ -98,11 +110,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         listen = parse_tcp(args.listen, "--listen")
         for addr in args.announce_addr:
             parse_tcp(addr, "--announce-addr")
-    except (AnnouncementError, AddressError) as e:
+        manifests = parse_manifest_options(args.manifest, args.swarm)
+    except (AnnouncementError, AddressError, ManifestOptionError) as e:
         print(f"swarm-bootstrap: {e}", file=sys.stderr)
         return 2
     try:
-        trio.run(serve, args.key_file or args.data_dir / KEY_FILE, listen, args.swarm, args.announce_addr)
+        trio.run(serve, args.key_file or args.data_dir / KEY_FILE, listen, args.swarm, args.announce_addr,
+                 manifests)
     except IdentityError as e:
         print(f"swarm-bootstrap: {e}", file=sys.stderr)
         return 1

@@ -26,7 +26,7 @@ from node.intake import Intake
 from node.ipfs_setup import announced_addrs, open_ipfs
 from node.ipfs_workers import IpfsWorkers
 from node.learner import Learner
-from node.manifest import learner_for
+from node.manifest import learner_for, swarm_manifest
 from node.merging import Merging
 from node.peer_table import PeerTable
 from node.pinner import Pinner
@@ -111,6 +111,9 @@ class Node:
         self.status.ipfs_addrs = announced_addrs(store, self.daemon, cfg.ipfs_announce_addr)
         self.event(how)
         if cfg.role == "trainer":  # after IPFS is up: a swarm manifest comes from there
+            # The bootstrap may name the swarm's manifest: then no joiner has to be told its CID.
+            manifest = swarm_manifest(cfg.manifest, cfg.swarm, list(cfg.bootstrap), self.event)
+            self.cfg = cfg = dataclasses.replace(cfg, manifest=manifest)
             device = pick_device(cfg.device)
             self.status.device = str(device)
             how = "picked by --device auto (cuda > mps > cpu)" if cfg.device == "auto" else "set by --device"

@@ -1,19 +1,22 @@
-"""Joining by a swarm manifest (`join --manifest CID`): fetch it and its initial weights, and check that
-this peer fits the swarm before it trains anything.
+"""Joining by a swarm manifest (`join --manifest CID`, or the one the bootstrap offers): fetch it and
+its initial weights, and check that this peer fits the swarm before it trains anything.
 
 The manifest itself is `storage.manifest`; creating and showing one is `node.commands.manifest`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import torch
 
 from node.config import NodeConfig
 from node.learner import Learner, Shard, load_shard
+from p2p.manifest_offer import ask_bootstraps
 from storage import IpfsStore, LocalStore, SnapshotError, decode
 from storage.defaults import mib_to_bytes
+from storage.errors import BadContent, StoreError
 from storage.manifest import MAX_BYTES, Manifest, ManifestError
 from swarm.errors import ConfigError
 from swarm.models import build_model
@@ -23,6 +26,44 @@ StateDict = dict[str, torch.Tensor]
 
 class ManifestMismatch(ConfigError):
     """This peer's settings or data do not fit the swarm's manifest; the message says what to change."""
+
+
+class ManifestUnavailable(ConfigError):
+    """The manifest (or its initial weights) cannot be fetched from this node's IPFS daemon."""
+
+
+class ManifestConflict(ManifestMismatch):
+    """The manifest given differs from the one the swarm's bootstrap offers (or bootstraps disagree)."""
+
+
+def swarm_manifest(manifest: str, swarm: str, bootstrap: list[str], emit: Callable[[str], None],
+                   flag: str = "--manifest") -> str:
+    """The manifest CID to join `swarm` by: `manifest` (the user's `flag`), the one its bootstraps offer,
+    or both when they agree ("": none). A bootstrap that offers another than `manifest`, or two that
+    offer different ones, raise ManifestConflict saying which to use; one that cannot be asked is
+    reported through `emit` and passed over (a bootstrap only helps peers find each other)."""
+    if not bootstrap:
+        return manifest
+    offers = ask_bootstraps(bootstrap, swarm)
+    for pid, why in sorted(offers.failures.items()):
+        emit(f"could not ask bootstrap …{pid[-8:]} for the swarm's manifest: {why}")
+    by = {cid: sorted(pid for pid, c in offers.answers.items() if c == cid) for cid in offers.cids}
+    if len(by) > 1:
+        said = "; ".join(f"{cid} (bootstrap …{', …'.join(p[-8:] for p in pids)})" for cid, pids in by.items())
+        raise ManifestConflict(f"the bootstraps of swarm {swarm} offer different manifests: {said}. Pass "
+                               f"{flag} with the one the swarm's operator published, and tell the operator "
+                               "of the other bootstrap")
+    if not by:
+        return manifest
+    offered, pids = by.popitem()
+    who = f"bootstrap …{pids[0][-8:]}"
+    if manifest and manifest != offered:
+        raise ManifestConflict(f"{flag} {manifest} differs from the manifest {offered} that {who} offers for "
+                               f"swarm {swarm}: drop {flag} to use the bootstrap's, or pass {flag} "
+                               f"{offered}; if yours is the right one, the bootstrap's operator must "
+                               "restart it with --manifest set to yours")
+    emit(f"swarm manifest {offered}: {'--manifest agrees with' if manifest else 'offered by'} {who}")
+    return offered
 
 
 @dataclass(frozen=True)
@@ -77,8 +118,17 @@ def learner_for(cfg: NodeConfig, store: IpfsStore | LocalStore, device: torch.de
     initial weights (a checkpoint, when the node resumes, replaces the weights afterwards)."""
     if not cfg.manifest:
         return Learner(cfg, load_shard(cfg), device)
-    start = fetch(store, cfg.manifest, timeout=cfg.fetch_timeout_s,
-                  max_size=mib_to_bytes(cfg.max_snapshot_mb))
+    try:
+        start = fetch(store, cfg.manifest, timeout=cfg.fetch_timeout_s,
+                      max_size=mib_to_bytes(cfg.max_snapshot_mb))
+    except BadContent:
+        raise
+    except StoreError as exc:  # most often: this daemon reaches no daemon that holds it (yet)
+        raise ManifestUnavailable(
+            f"cannot fetch the swarm manifest {cfg.manifest} or its initial weights: {exc}. A private IPFS "
+            "daemon (the default when no daemon answers at 127.0.0.1:5001) knows no other daemon before the "
+            "node has joined: pass --ipfs-api of a daemon that holds the manifest or reaches one that does "
+            "(ask the swarm's operator), or raise --fetch-timeout-s if it is only slow") from None
     cfg = configured(cfg, start.manifest)
     shard = load_shard(cfg, start.manifest)
     check_shard(cfg, shard, start.manifest)

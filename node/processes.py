@@ -11,6 +11,7 @@ import queue
 import subprocess
 import sys
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 from typing import IO
 
@@ -68,9 +69,9 @@ class Child:
 
 
 class Bootstrap(Child):
-    def __init__(self, swarm: str, data_dir: Path, listen: str = LOOPBACK_LISTEN):
+    def __init__(self, swarm: str, data_dir: Path, listen: str = LOOPBACK_LISTEN, extra: Sequence[str] = ()):
         super().__init__([sys.executable, "-m", "bootstrap.cli", "--swarm", swarm, "--listen", listen,
-                          "--data-dir", str(data_dir)], data_dir / "bootstrap.log")
+                          "--data-dir", str(data_dir), *extra], data_dir / "bootstrap.log")
         line = self.next_line(READY_TIMEOUT_S)
         if not line.startswith("BOOTSTRAP /"):
             raise ProcError(f"bootstrap printed {line!r}")

@@ -227,6 +227,18 @@ def _pack_streamed(head: dict[str, Any], records: list[dict[str, Any]]) -> list[
     return pieces
 
 
+def with_meta(data: bytes, updates: dict[str, Any], *, max_size: int = DEFAULT_MAX_SIZE) -> bytes:
+    """The snapshot `data` with `updates` merged into its meta, every tensor record byte for byte as it
+    was (any encoding; nothing is decoded or quantised again). For stamping a snapshot made elsewhere
+    with its publisher (`swarm-node publish`). Raises SnapshotError if `data` is not a valid snapshot."""
+    decode(data, max_size=max_size)  # every check decode makes, before the bytes are trusted
+    doc = _unpack(memoryview(_decompress(bytes(data), max_size))[:-32], max_size)
+    meta = {**doc["meta"], **updates}
+    _check_meta(meta)
+    body = msgpack.packb({**doc, "meta": meta}, use_bin_type=True)
+    return zstandard.ZstdCompressor(level=ZSTD_LEVEL).compress(body + hashlib.sha256(body).digest())
+
+
 # ---------------------------------------------------------------- decode
 
 def _unpack(data: bytes | memoryview, max_size: int) -> Any:

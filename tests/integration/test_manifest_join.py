@@ -1,25 +1,32 @@
 """A swarm manifest for real: `swarm-node manifest create` puts it and its initial weights in a real
 IPFS daemon, `manifest show` reads it back, `join --manifest` starts from it, and a joiner that does
-not fit (another model, an unknown class folder) is refused with what to change."""
+not fit (another model, an unknown class folder) is refused with what to change. A real
+`swarm-bootstrap --manifest` offers it to joiners that pass none and to `swarm-node publish`, whose
+seeds peers merge only when their class order is the swarm's."""
 
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import torch
 
+from node.processes import Bootstrap, Child, ProcError, kill_all
+from node.status import short_id
 from p2p.addresses import LOOPBACK_LISTEN
-from storage import IpfsDaemon, IpfsStore, decode
+from p2p.identity import KEY_FILE, load_or_create, peer_id_of
+from storage import IpfsDaemon, IpfsStore, decode, encode
 from storage.manifest import Manifest
 from swarm.data import INFO
 from swarm.models import build_model
 
 NODE = [sys.executable, "-m", "node.cli"]
+SWARM = "manifests"
 
 
 def swarm_node(*argv: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
@@ -39,11 +46,46 @@ def manifest_cid(daemon: IpfsDaemon) -> str:
     return created.stdout.strip()
 
 
+def join_argv(daemon: IpfsDaemon, data_dir: Path, cid: str, *extra: str) -> list[str]:
+    """`join` of a digits shard peer; with `--manifest cid` unless `cid` is ""."""
+    return [*NODE, "join", *(["--manifest", cid] if cid else []), "--ipfs-api", daemon.api_multiaddr,
+            "--swarm", SWARM, "--listen", LOOPBACK_LISTEN, "--data-dir", str(data_dir), "--headless",
+            "--dataset", "digits", "--partition", "iid", "--clients", "2", "--samples-per-client", "100",
+            "--rounds", "2", *extra]
+
+
 def join(daemon: IpfsDaemon, tmp_path: Path, cid: str, *extra: str) -> subprocess.CompletedProcess[str]:
-    return swarm_node("join", "--manifest", cid, "--ipfs-api", daemon.api_multiaddr, "--swarm", "manifests",
-                      "--listen", LOOPBACK_LISTEN, "--data-dir", str(tmp_path / "node"), "--headless",
-                      "--dataset", "digits", "--partition", "iid", "--clients", "2",
-                      "--samples-per-client", "100", "--rounds", "2", *extra)
+    return subprocess.run(join_argv(daemon, tmp_path / "node", cid, *extra), capture_output=True, text=True,
+                          timeout=240)
+
+
+def events_of(stdout: str) -> list[dict]:  # type: ignore[type-arg]
+    return [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
+
+
+def distance(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
+    return sum(float((a[k] - b[k]).norm()) for k in b)
+
+
+def assert_started_from(daemon: IpfsDaemon, manifest_cid: str, events: list[dict]) -> None:  # type: ignore[type-arg]
+    """The node's first snapshot is two rounds of training away from the manifest's initial weights
+    (seed 3), far from those it would start from without a manifest (its --seed, 0)."""
+    store = IpfsStore(daemon.api_multiaddr)
+    manifest = Manifest.from_bytes(store.get(manifest_cid))
+    first = decode(store.get(next(e["cid"] for e in events if e.get("round") == 1 and "cid" in e)))
+    init = decode(store.get(manifest.init)).state_dict
+    torch.manual_seed(0)
+    own = build_model("digits-mlp").state_dict()
+    assert distance(first.state_dict, init) < distance(first.state_dict, own) / 2
+
+
+@pytest.fixture(scope="module")
+def other_manifest_cid(daemon: IpfsDaemon) -> str:
+    """A manifest of the same model and classes with other initial weights: another swarm's."""
+    created = swarm_node("manifest", "create", "--dataset", "digits", "--seed", "4",
+                         "--ipfs-api", daemon.api_multiaddr)
+    assert created.returncode == 0, created.stderr
+    return created.stdout.strip()
 
 
 def test_create_puts_the_manifest_and_its_initial_weights_in_ipfs(daemon: IpfsDaemon,
@@ -61,21 +103,11 @@ def test_join_starts_from_the_manifests_initial_weights(
         daemon: IpfsDaemon, manifest_cid: str, tmp_path: Path) -> None:
     joined = join(daemon, tmp_path, manifest_cid)
     assert joined.returncode == 0, joined.stderr
-    events = [json.loads(line) for line in joined.stdout.splitlines() if line.startswith("{")]
+    events = events_of(joined.stdout)
     assert any(e["event"].startswith("finished 2 rounds") for e in events)
-    store = IpfsStore(daemon.api_multiaddr)
-    manifest = Manifest.from_bytes(store.get(manifest_cid))
-    first = decode(store.get(next(e["cid"] for e in events if e.get("round") == 1 and "cid" in e)))
-    init = decode(store.get(manifest.init)).state_dict
-    torch.manual_seed(0)  # what the node would start from without a manifest (its --seed)
-    own = build_model("digits-mlp").state_dict()
-
-    def distance(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
-        return sum(float((a[k] - b[k]).norm()) for k in b)
-
-    # two rounds of training moved it a little from the manifest's weights (seed 3), far from seed 0's
-    assert distance(first.state_dict, init) < distance(first.state_dict, own) / 2
+    assert_started_from(daemon, manifest_cid, events)
     assert "class folders" not in joined.stdout
+
 
 def test_join_refuses_another_model_saying_what_to_change(daemon: IpfsDaemon, manifest_cid: str,
                                                           tmp_path: Path) -> None:
@@ -97,3 +129,115 @@ def test_join_refuses_a_class_folder_the_manifest_does_not_know(daemon: IpfsDaem
     assert refused.returncode != 0
     assert "class folder 'seven' is not among the swarm's classes; expected names: '0', '1'" in refused.stderr
 
+
+
+def test_join_without_manifest_takes_the_one_the_bootstrap_offers(
+        daemon: IpfsDaemon, manifest_cid: str, tmp_path: Path) -> None:
+    boot = Bootstrap(SWARM, tmp_path / "boot", extra=["--manifest", manifest_cid])
+    try:
+        joined = join(daemon, tmp_path, "", "--bootstrap", boot.addr)
+    finally:
+        kill_all([boot])
+    assert joined.returncode == 0, joined.stderr
+    events = events_of(joined.stdout)
+    assert any(e["event"] == f"swarm manifest {manifest_cid}: offered by bootstrap {short_id(boot.addr)}"
+               for e in events), joined.stdout
+    assert_started_from(daemon, manifest_cid, events)
+
+
+def test_join_refuses_a_manifest_other_than_the_bootstraps_saying_which_to_use(
+        daemon: IpfsDaemon, manifest_cid: str, other_manifest_cid: str, tmp_path: Path) -> None:
+    boot = Bootstrap(SWARM, tmp_path / "boot", extra=["--manifest", manifest_cid])
+    try:
+        refused = join(daemon, tmp_path, other_manifest_cid, "--bootstrap", boot.addr)
+    finally:
+        kill_all([boot])
+    assert refused.returncode != 0
+    assert (f"--manifest {other_manifest_cid} differs from the manifest {manifest_cid} that bootstrap "
+            f"{short_id(boot.addr)} offers for swarm {SWARM}: drop --manifest to use the bootstrap's, or "
+            f"pass --manifest {manifest_cid}") in refused.stderr
+    assert "Traceback" not in refused.stderr
+    assert not (tmp_path / "node" / "checkpoint").exists()
+
+
+def publisher_id(data_dir: Path) -> str:
+    return peer_id_of(load_or_create(data_dir / KEY_FILE))
+
+
+def test_a_seed_is_merged_by_peers_of_its_class_order_and_skipped_by_others(
+        daemon: IpfsDaemon, manifest_cid: str, tmp_path: Path) -> None:
+    """Two bootstraps: one offers the manifest, one knows none. The node asks both and joins by the
+    manifest; a seed published through the first takes the manifest's class order and is merged; a seed
+    of the same weights published through the second with the digits in reverse order is skipped."""
+    store = IpfsStore(daemon.api_multiaddr)
+    init = decode(store.get(Manifest.from_bytes(store.get(manifest_cid)).init)).state_dict
+    seed = tmp_path / "seed.snap"
+    seed.write_bytes(encode(init, meta={"round": 1, "samples": 500}))
+    right, wrong = publisher_id(tmp_path / "right"), publisher_id(tmp_path / "wrong")
+    reversed_digits = ",".join(reversed(INFO["digits"].classes))
+    children: list[Child] = []
+    try:
+        offering = Bootstrap(SWARM, tmp_path / "boot1", extra=["--manifest", manifest_cid])
+        plain = Bootstrap(SWARM, tmp_path / "boot2")
+        children += [offering, plain]
+        # Merges from round 1 and whatever the model: this test is about whom the node merges, not why.
+        node = Child(join_argv(daemon, tmp_path / "node", "", "--bootstrap", offering.addr, "--bootstrap",
+                               plain.addr, "--rounds", "30", "--round-interval-s", "2", "--no-merge-guard"),
+                     tmp_path / "node.log")
+        children.append(node)
+        seen: list[dict] = []  # type: ignore[type-arg]
+
+        def wait_for(what: str, timeout: float = 120) -> dict:  # type: ignore[type-arg]
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                try:
+                    event = json.loads(node.next_line(max(0.1, deadline - time.monotonic())))
+                except (ValueError, ProcError):  # a line that is not JSON, or none yet
+                    continue
+                seen.append(event)
+                if what in event["event"]:
+                    return event
+            raise AssertionError(f"the node never said {what!r}; it said {[e['event'] for e in seen]}")
+
+        wait_for(f"swarm manifest {manifest_cid}: offered by bootstrap {short_id(offering.addr)}")
+        wait_for("joined swarm")
+        publish = [*NODE, "publish", str(seed), "--swarm", SWARM, "--ipfs-api", daemon.api_multiaddr]
+        published = [subprocess.Popen([*publish, "--bootstrap", offering.addr, "--data-dir",
+                                       str(tmp_path / "right")], stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE, text=True),
+                     subprocess.Popen([*publish, "--bootstrap", plain.addr, "--data-dir",
+                                       str(tmp_path / "wrong"), "--classes", reversed_digits],
+                                      stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE, text=True)]
+        for proc in published:
+            _, err = proc.communicate(timeout=120)
+            assert proc.returncode == 0, err
+        wait_for(f"skipped announcement of {short_id(wrong)}: class order")
+        merged = wait_for(f"merged {short_id(right)}")
+        assert merged["merged"] == [right]
+        node.stop()
+        while not node.lines.empty():
+            line = node.lines.get_nowait()
+            if line.startswith("{"):
+                seen.append(json.loads(line))
+    finally:
+        kill_all(children)
+    assert not any(wrong in e.get("merged", []) for e in seen)
+
+
+def test_publish_refuses_a_seed_of_another_class_order_than_the_manifests(
+        daemon: IpfsDaemon, manifest_cid: str, tmp_path: Path) -> None:
+    store = IpfsStore(daemon.api_multiaddr)
+    seed = tmp_path / "seed.snap"
+    seed.write_bytes(encode(decode(store.get(Manifest.from_bytes(store.get(manifest_cid)).init)).state_dict))
+    refused = swarm_node("publish", str(seed), "--swarm", SWARM, "--ipfs-api", daemon.api_multiaddr,
+                         "--manifest", manifest_cid, "--dataset", "fashion-mnist",
+                         "--data-dir", str(tmp_path / "pub"), timeout=120)
+    assert refused.returncode == 1
+    assert "are not those of the swarm's manifest" in refused.stderr and "Traceback" not in refused.stderr
+    other_model = tmp_path / "other.snap"
+    other_model.write_bytes(encode(build_model("fashion-cnn").state_dict()))
+    refused = swarm_node("publish", str(other_model), "--swarm", SWARM, "--ipfs-api", daemon.api_multiaddr,
+                         "--manifest", manifest_cid, "--data-dir", str(tmp_path / "pub"), timeout=120)
+    assert refused.returncode == 1
+    assert "is not a digits-mlp with 1 input channel(s) and 10 classes" in refused.stderr

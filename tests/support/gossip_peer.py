@@ -40,7 +40,7 @@ def cid_for(data: bytes) -> str:
 
 def _on_announcement(ann: Announcement) -> None:
     emit({"event": "recv", "publisher": ann.publisher, "cid": ann.cid, "round": ann.round,
-          "sent": ann.timestamp, "t": time.time()})
+          "sent": ann.timestamp, "t": time.time(), "labels": ann.labels})
 
 
 def _handle(svc: GossipService, line: str) -> None:

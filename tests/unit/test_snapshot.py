@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from storage import Snapshot, SnapshotError, decode, encode, schema_fingerprint
+from storage.snapshot import with_meta
 from swarm.models import build_model
 
 torch.set_num_threads(1)
@@ -195,3 +196,20 @@ def test_pruned_tensors_keep_mask_and_values_exactly(encoding: str) -> None:
     assert len(encode({"w": w}, encoding=encoding)) < w.numel() * 4 * 0.35
     if encoding == "fp32":
         assert torch.equal(out["d"], dense)
+
+
+@pytest.mark.parametrize("encoding", ["fp32", "fp16", "int8"])
+def test_with_meta_changes_the_meta_and_no_tensor_byte(state: dict[str, torch.Tensor], encoding: str) -> None:
+    data = encode(state, encoding=encoding, meta={"round": 3, "samples": 10})
+    stamped = with_meta(data, {"peer_id": "12D3KooWseed"})
+    before, after = decode(data), decode(stamped)
+    assert after.meta == {**before.meta, "peer_id": "12D3KooWseed"}
+    assert (after.encoding, after.schema) == (before.encoding, before.schema)
+    assert all(torch.equal(after.state_dict[k], v) for k, v in before.state_dict.items())
+
+
+def test_with_meta_refuses_what_is_not_a_snapshot_or_a_bad_meta(state: dict[str, torch.Tensor]) -> None:
+    with pytest.raises(SnapshotError):
+        with_meta(b"not a snapshot", {"peer_id": "x"})
+    with pytest.raises(SnapshotError, match="peer_id"):
+        with_meta(encode(state), {"peer_id": 7})
