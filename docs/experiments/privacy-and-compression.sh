@@ -45,12 +45,17 @@ fi
 # How DP noise spreads through the network: the DP setting above (iid), per topology, without DP,
 # clipping only (epsilon inf: separates what clipping does to the spread from what noise does) and
 # epsilon 2; rounds.csv has the spread between the peers' models per round (before and after merging).
+# ROUNDS=16 runs the same for 16 rounds (runs named -r16; the DP noise is planned for 16 epochs);
+# EPSILONS="0 2" runs only those.
 if [[ $what == spread ]]; then
+  rounds=${ROUNDS:-8}
+  tag=$( ((rounds != 8)) && echo "-r$rounds" || true)
   for seed in ${SEEDS:-0}; do
-    for eps in 0 2 inf; do
+    for eps in ${EPSILONS:-0 2 inf}; do
       for topo in fedavg full regular ring; do
         if [[ $topo == fedavg ]]; then how=(strategy=fedavg); else how=(strategy=gossip "topology=$topo"); fi
-        run "spread-$topo-e$eps-s$seed" "${DP[@]}" seed="$seed" partition=iid "${how[@]}" dp_epsilon="$eps"
+        run "spread-$topo-e$eps$tag-s$seed" "${DP[@]}" seed="$seed" partition=iid "${how[@]}" dp_epsilon="$eps" \
+          rounds="$rounds"
       done
     done
   done

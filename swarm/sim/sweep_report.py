@@ -1,5 +1,6 @@
 """Tables (markdown, on stdout) and plots for the sweeps of `docs/experiments/privacy-and-compression.sh`:
-gossip vs FedAvg under DP, DAC under DP (purity), bytes vs accuracy per encoding and sparse models.
+gossip vs FedAvg under DP, DAC under DP (purity), bytes vs accuracy per encoding and sparse models,
+the spread of the peers' models under DP per topology.
 
     .venv/bin/python -m swarm.sim.sweep_report RUNS_DIR docs/plots
 """
@@ -166,6 +167,54 @@ def comm_section(runs: dict[str, Run], plots: Path) -> list[str]:
     return [*lines, ""]
 
 
+SPREAD_EPSILONS = (0.0, math.inf, 2.0)
+
+
+def spread_section(runs: dict[str, Run], plots: Path) -> list[str]:
+    """How DP noise spreads: per topology, the mean distance of the peers' models to their average over
+    rounds, after local training (dashed) and after merging (solid), averaged over seeds; one plot per
+    run length (the `spread` mode of the script, run names `spread-<method>-e<eps>[-r<rounds>]-s<seed>`)."""
+    grid: dict[tuple[int, str, float], list[Run]] = {}
+    for name, r in runs.items():
+        if name.startswith("spread-"):
+            c = r["config"]
+            grid.setdefault((c["rounds"], method(r), c["dp_epsilon"]), []).append(r)
+    lines: list[str] = []
+    plt = pyplot()
+    for length in sorted({k[0] for k in grid}):
+        seeds = sorted({r["config"]["seed"] for k, rs in grid.items() if k[0] == length for r in rs})
+        shown = [e for e in SPREAD_EPSILONS if any(k[0] == length and k[2] == e for k in grid)]
+        lines += [f"**{length} rounds**, seeds {seeds}: spread (mean L2 distance of a peer's model to the "
+                  "peers' average) after the last round's local training / after its merge, and final mean "
+                  "accuracy", "",
+                  "| method | " + " | ".join(f"ε {eps_label(e)}: trained / merged, acc"
+                                            for e in shown) + " |",
+                  "|---|" + "---|" * len(shown)]
+        fig, axes = plt.subplots(1, len(METHODS), figsize=(3.2 * len(METHODS), 3.6), sharey=True)
+        for ax, m in zip(axes, METHODS, strict=True):
+            cells = []
+            for e, colour in zip(shown, ("tab:blue", "tab:green", "tab:red"), strict=False):
+                rs = grid.get((length, m, e))
+                if not rs:
+                    cells.append("–")
+                    continue
+                trained, merged = mean_curve(rs, "spread_trained"), mean_curve(rs, "spread")
+                cells.append(f"{trained[-1]:.2f} / {merged[-1]:.2f}, {final_acc(rs):.3f}")
+                ax.plot(merged, color=colour, label=f"ε {eps_label(e)}, merged")
+                ax.plot(trained, color=colour, linestyle="--", label=f"ε {eps_label(e)}, trained")
+            lines.append(f"| {m} | " + " | ".join(cells) + " |")
+            # log: the spreads differ 100-fold; FedAvg's merged spread is 0 (one model), below the axis
+            ax.set(title=m, xlabel="round", yscale="log", ylim=(0.01, 5))
+        axes[0].set_ylabel("mean distance to the average model")
+        axes[0].legend(fontsize=7, loc="center right")
+        fig.tight_layout()
+        suffix = "" if length == 8 else f"-r{length}"
+        fig.savefig(plots / f"dp-spread{suffix}.png", dpi=90)
+        plt.close(fig)
+        lines.append("")
+    return lines
+
+
 def main(argv: list[str]) -> int:
     if len(argv) != 2:
         print("usage: python -m swarm.sim.sweep_report RUNS_DIR PLOTS_DIR", file=sys.stderr)
@@ -173,7 +222,7 @@ def main(argv: list[str]) -> int:
     runs, plots = load_runs(Path(argv[0])), Path(argv[1])
     plots.mkdir(parents=True, exist_ok=True)
     for title, section in (("DP: gossip vs FedAvg", dp_section), ("DAC under DP", dac_dp_section),
-                           ("Bytes vs accuracy", comm_section)):
+                           ("Bytes vs accuracy", comm_section), ("How DP noise spreads", spread_section)):
         lines = section(runs, plots)
         if lines:
             print(f"### {title}\n")
