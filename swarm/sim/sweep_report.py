@@ -14,6 +14,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from swarm.data import INFO
+from swarm.dp_advice import NoisePlan, cannot_learn, parameters_of
+from swarm.models import build_model
+from swarm.privacy import PrivacyBudget, plan_noise
 from swarm.sim.report import pyplot
 
 Run = dict[str, Any]
@@ -167,6 +171,40 @@ def comm_section(runs: dict[str, Run], plots: Path) -> list[str]:
     return [*lines, ""]
 
 
+def noise_plan(config: dict[str, Any]) -> NoisePlan:
+    """The plan `swarm.sim.dp_engine.PrivateLoopEngine` makes for a run's first client."""
+    n, batch = config["train_samples"], config["batch_size"]
+    rate = min(1.0, batch / n)
+    steps = config["rounds"] * config["local_epochs"] * round(1 / rate)
+    budget = PrivacyBudget(config["dp_epsilon"], config["dp_delta"], config["dp_max_grad_norm"])
+    dataset = INFO[config["dataset"]]
+    model = build_model(config["model"] or dataset.model, in_channels=dataset.input_shape[0])
+    return NoisePlan(plan_noise(budget, rate, steps), rate * n, steps, parameters_of(model), n,
+                     budget.target_epsilon, budget.max_grad_norm, config["optimizer"])
+
+
+def rule_section(runs: dict[str, Run], plots: Path) -> list[str]:
+    """The DP warning's rule against measured runs (docs/experiments/dp-warning.sh, `rule-*`): per DP run
+    its plan's step ratio rho and run ratio R, whether it warns, and its accuracy next to the same
+    setting without DP (`-e0`) and clipped without noise (`-einf`)."""
+    picked = {n: r for n, r in runs.items() if n.startswith("rule-")}
+    lines = ["| run | optimizer | samples | batch | steps | sigma | rho | R | warns | acc | no DP | "
+             "clip only |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for name, r in picked.items():
+        c = r["config"]
+        if not 0 < c["dp_epsilon"] < math.inf:
+            continue
+        p = noise_plan(c)
+        stem = name.rsplit("-e", 1)[0]
+        ref = [f"{runs[f'{stem}-e{e}']['final']['mean_acc']:.3f}" if f"{stem}-e{e}" in runs else "–"
+               for e in ("0", "inf")]
+        lines.append(f"| {name} | {c['optimizer']} | {p.samples} | {p.expected_batch:.0f} | {p.steps} | "
+                     f"{p.noise_multiplier:.2f} | {p.step_ratio:.3f} | {p.run_ratio:.2f} | "
+                     f"{'yes' if cannot_learn(p) else 'no'} | {r['final']['mean_acc']:.3f} | {ref[0]} | "
+                     f"{ref[1]} |")
+    return [*lines, ""] if len(lines) > 2 else []
+
+
 SPREAD_EPSILONS = (0.0, math.inf, 2.0)
 
 
@@ -222,7 +260,8 @@ def main(argv: list[str]) -> int:
     runs, plots = load_runs(Path(argv[0])), Path(argv[1])
     plots.mkdir(parents=True, exist_ok=True)
     for title, section in (("DP: gossip vs FedAvg", dp_section), ("DAC under DP", dac_dp_section),
-                           ("Bytes vs accuracy", comm_section), ("How DP noise spreads", spread_section)):
+                           ("Bytes vs accuracy", comm_section), ("How DP noise spreads", spread_section),
+                           ("When DP-SGD cannot learn", rule_section)):
         lines = section(runs, plots)
         if lines:
             print(f"### {title}\n")
