@@ -30,6 +30,9 @@ done
 for eps in 0 4 16 64; do
   run "rule-digits-n130-b128-e$eps" "${ISSUE[@]}" train_samples=130 batch_size=128 dp_epsilon=$eps
 done
+for eps in 0 inf 4; do  # more rounds, as the warning says, do not help
+  run "rule-digits-n40-r20-e$eps" "${ISSUE[@]}" train_samples=40 rounds=20 dp_epsilon=$eps
+done
 LOCAL=(dataset=fashion-mnist partition=iid clients=10 val_samples=0 test_samples=200 rounds=8 local_epochs=1
        optimizer=sgd lr=0.1 batch_size=64 neighbours=2 degree=4 dp_delta=1e-5 dp_max_grad_norm=1.0 seed=0
        strategy=local)
@@ -39,3 +42,4 @@ done
 for eps in 0 inf 0.25 1 2; do  # 4 and 8 at 600 samples, merged: privacy-and-compression.sh dp
   run "rule-fmnist-n600-e$eps" "${LOCAL[@]}" train_samples=600 dp_epsilon=$eps
 done
+run rule-fmnist-n200-r16-e0.25 "${LOCAL[@]}" train_samples=200 rounds=16 dp_epsilon=0.25
