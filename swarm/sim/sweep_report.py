@@ -206,6 +206,7 @@ def rule_section(runs: dict[str, Run], plots: Path) -> list[str]:
 
 
 SPREAD_EPSILONS = (0.0, math.inf, 2.0)
+SPREAD_COLOURS = ("tab:blue", "tab:green", "tab:red")  # one colour per epsilon in every plot
 
 
 def spread_section(runs: dict[str, Run], plots: Path) -> list[str]:
@@ -231,7 +232,8 @@ def spread_section(runs: dict[str, Run], plots: Path) -> list[str]:
         fig, axes = plt.subplots(1, len(METHODS), figsize=(3.2 * len(METHODS), 3.6), sharey=True)
         for ax, m in zip(axes, METHODS, strict=True):
             cells = []
-            for e, colour in zip(shown, ("tab:blue", "tab:green", "tab:red"), strict=False):
+            for e in shown:
+                colour = SPREAD_COLOURS[SPREAD_EPSILONS.index(e)]
                 rs = grid.get((length, m, e))
                 if not rs:
                     cells.append("–")
@@ -244,8 +246,9 @@ def spread_section(runs: dict[str, Run], plots: Path) -> list[str]:
             # log: the spreads differ 100-fold; FedAvg's merged spread is 0 (one model), below the axis
             ax.set(title=m, xlabel="round", yscale="log", ylim=(0.01, 5))
         axes[0].set_ylabel("mean distance to the average model")
-        axes[0].legend(fontsize=7, loc="center right")
-        fig.tight_layout()
+        handles, labels = axes[0].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=8)
+        fig.tight_layout(rect=(0, 0.08, 1, 1))  # room for the legend below the panels
         suffix = "" if length == 8 else f"-r{length}"
         fig.savefig(plots / f"dp-spread{suffix}.png", dpi=90)
         plt.close(fig)
