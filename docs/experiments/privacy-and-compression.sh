@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Privacy and compression experiments at reduced scale (2 shared CPU cores): DP gossip vs FedAvg, DAC under DP,
-# bytes vs accuracy per snapshot encoding, sparse personalized models. Finished runs are skipped.
-#   nice -n 10 bash docs/experiments/privacy-and-compression.sh dp|dac-dp|comm [RUNS_DIR]  (SEEDS="0 1" for more seeds)
+# bytes vs accuracy per snapshot encoding, sparse personalized models, how DP noise spreads between peers.
+# Finished runs are skipped.
+#   nice -n 10 bash docs/experiments/privacy-and-compression.sh dp|dac-dp|comm|spread [RUNS_DIR]  (SEEDS="0 1" for more seeds)
 # then: .venv/bin/python -m swarm.sim.sweep_report RUNS_DIR docs/plots
 set -euo pipefail
-what=${1:?usage: privacy-and-compression.sh dp|dac-dp|comm [RUNS_DIR]}
+what=${1:?usage: privacy-and-compression.sh dp|dac-dp|comm|spread [RUNS_DIR]}
 runs=${2:-runs/privacy-and-compression}
 SIM=${SWARM_NODE:-.venv/bin/swarm-node}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}  # measured: 2 torch threads on 2 busy cores run ~10x slower
@@ -29,7 +30,7 @@ if [[ $what == dp ]]; then
         run "dp-$part-fedavg-e$eps$tag" "${DP[@]}" seed=$seed partition=$part strategy=fedavg dp_epsilon=$eps
         for topo in ring regular full; do
           run "dp-$part-$topo-e$eps$tag" "${DP[@]}" seed=$seed partition=$part strategy=gossip topology=$topo \
-            dp_epsilon=$eps
+            dp_epsilon="$eps"
         done
       done
     done
@@ -38,6 +39,25 @@ if [[ $what == dp ]]; then
   for topo in fedavg ring; do
     strat=$([[ $topo == fedavg ]] && echo fedavg || echo gossip)
     run "dp-iid-$topo-clip" "${DP[@]}" partition=iid strategy=$strat topology=$topo dp_epsilon=inf
+  done
+fi
+
+# How DP noise spreads through the network: the DP setting above (iid), per topology, without DP,
+# clipping only (epsilon inf: separates what clipping does to the spread from what noise does) and
+# epsilon 2; rounds.csv has the spread between the peers' models per round (before and after merging).
+# ROUNDS=16 runs the same for 16 rounds (runs named -r16; the DP noise is planned for 16 epochs);
+# EPSILONS="0 2" runs only those.
+if [[ $what == spread ]]; then
+  rounds=${ROUNDS:-8}
+  tag=$( ((rounds != 8)) && echo "-r$rounds" || true)
+  for seed in ${SEEDS:-0}; do
+    for eps in ${EPSILONS:-0 2 inf}; do
+      for topo in fedavg full regular ring; do
+        if [[ $topo == fedavg ]]; then how=(strategy=fedavg); else how=(strategy=gossip "topology=$topo"); fi
+        run "spread-$topo-e$eps$tag-s$seed" "${DP[@]}" seed="$seed" partition=iid "${how[@]}" dp_epsilon="$eps" \
+          rounds="$rounds"
+      done
+    done
   done
 fi
 

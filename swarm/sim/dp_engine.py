@@ -19,6 +19,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, grad_and_value, vmap
 
+from swarm.dp_advice import NoisePlan, parameters_of, warning
 from swarm.partition import ClientData
 from swarm.privacy import PrivacyBudget, clip_and_noise, epsilon_of, plan_noise
 from swarm.sim.engine import Layout, LoopEngine, TrainSettings, client_generator
@@ -45,6 +46,7 @@ class PrivateLoopEngine(LoopEngine):
         plans = set(zip(self.budgets, self.rates, self.planned, strict=True))
         sigma = {(b, q, n): plan_noise(b, q, n) if b is not None else 0.0 for b, q, n in plans}
         self.sigmas = [sigma[p] for p in zip(self.budgets, self.rates, self.planned, strict=True)]
+        self.warn_if_hopeless(parameters_of(layout.model))
         self.taken = [0] * len(clients)
         self.spent = [0.0] * len(clients)
         # one RDP accounting takes ~60 ms; clients with equal data sizes and budgets share the result
@@ -55,6 +57,21 @@ class PrivateLoopEngine(LoopEngine):
             return nn.functional.cross_entropy(functional_call(model, params, (x[None],)), y[None])
 
         self.per_sample = vmap(grad_and_value(sample_loss), in_dims=(None, 0, 0))
+
+    def warn_if_hopeless(self, parameters: int) -> None:
+        """`swarm.dp_advice`'s warning, once per distinct plan, before any training."""
+        clients: dict[str, list[int]] = {}
+        for i, (budget, c) in enumerate(zip(self.budgets, self.clients, strict=True)):
+            if budget is None:
+                continue
+            n = len(c.train_y)
+            plan = NoisePlan(self.sigmas[i], self.rates[i] * n, self.planned[i], parameters, n,
+                             budget.target_epsilon, budget.max_grad_norm, self.settings.optimizer)
+            text = warning(plan)
+            if text is not None:
+                clients.setdefault(text, []).append(i)
+        for text, which in clients.items():
+            log.warning("%s: %s", f"client {which[0]}" if len(which) == 1 else f"{len(which)} clients", text)
 
     def epsilons(self) -> list[float | None]:
         """The epsilon each client spent so far; None for a client without DP."""

@@ -31,6 +31,8 @@ ROUND_FIELDS = [
     "wall_s",
     "epsilon",
     "density",
+    "spread_trained",  # the spread of the models just trained, before this round's merge
+    "spread",  # after the merge: the models the peers hold at the end of the round
 ]
 
 

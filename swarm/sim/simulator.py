@@ -108,6 +108,12 @@ def largest(epsilons: list[float | None]) -> float | None:
     return max(dp) if dp else None
 
 
+def spread(flat: torch.Tensor) -> float:
+    """Mean L2 distance of the clients' models to their average: how far apart the peers are (0 once all
+    hold the same model, as after a FedAvg round). Rows include the pruned zeros of sparse models."""
+    return float((flat - flat.mean(0)).norm(dim=1).mean())
+
+
 def purity(chosen: Mapping[int, list[int]], clusters: list[int]) -> float | None:
     picks = [(i, j) for i, js in chosen.items() for j in js]
     if not picks:
@@ -199,6 +205,7 @@ def simulate(
         if pruning is not None:
             masks = pruning.prune(flat, masks, r)
             flat = flat * masks
+        trained_spread = spread(flat)
         # As in the thesis, the model judged (and kept if best) is the one just trained, before merging.
         val_loss, val_acc = engine.evaluate(flat, "val") if has_val else (None, None)
         for i in range(n):
@@ -279,6 +286,8 @@ def simulate(
             "wall_s": time.perf_counter() - t0,
             "epsilon": largest(spent(engine, n)),
             "density": float(pruning.density(masks).mean()) if pruning is not None else 1.0,
+            "spread_trained": trained_spread,
+            "spread": spread(flat),
         }
         result.epsilon_spent = row["epsilon"]
         result.rounds.append(row)

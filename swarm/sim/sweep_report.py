@@ -1,5 +1,6 @@
 """Tables (markdown, on stdout) and plots for the sweeps of `docs/experiments/privacy-and-compression.sh`:
-gossip vs FedAvg under DP, DAC under DP (purity), bytes vs accuracy per encoding and sparse models.
+gossip vs FedAvg under DP, DAC under DP (purity), bytes vs accuracy per encoding and sparse models,
+the spread of the peers' models under DP per topology.
 
     .venv/bin/python -m swarm.sim.sweep_report RUNS_DIR docs/plots
 """
@@ -13,6 +14,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from swarm.data import INFO
+from swarm.dp_advice import NoisePlan, cannot_learn, parameters_of
+from swarm.models import build_model
+from swarm.privacy import PrivacyBudget, plan_noise
 from swarm.sim.report import pyplot
 
 Run = dict[str, Any]
@@ -166,6 +171,91 @@ def comm_section(runs: dict[str, Run], plots: Path) -> list[str]:
     return [*lines, ""]
 
 
+def noise_plan(config: dict[str, Any]) -> NoisePlan:
+    """The plan `swarm.sim.dp_engine.PrivateLoopEngine` makes for a run's first client."""
+    n, batch = config["train_samples"], config["batch_size"]
+    rate = min(1.0, batch / n)
+    steps = config["rounds"] * config["local_epochs"] * round(1 / rate)
+    budget = PrivacyBudget(config["dp_epsilon"], config["dp_delta"], config["dp_max_grad_norm"])
+    dataset = INFO[config["dataset"]]
+    model = build_model(config["model"] or dataset.model, in_channels=dataset.input_shape[0])
+    return NoisePlan(plan_noise(budget, rate, steps), rate * n, steps, parameters_of(model), n,
+                     budget.target_epsilon, budget.max_grad_norm, config["optimizer"])
+
+
+def rule_section(runs: dict[str, Run], plots: Path) -> list[str]:
+    """The DP warning's rule against measured runs (docs/experiments/dp-warning.sh, `rule-*`): per DP run
+    its plan's step ratio rho and run ratio R, whether it warns, and its accuracy next to the same
+    setting without DP (`-e0`) and clipped without noise (`-einf`)."""
+    picked = {n: r for n, r in runs.items() if n.startswith("rule-")}
+    lines = ["| run | optimizer | samples | batch | steps | sigma | rho | R | warns | acc | no DP | "
+             "clip only |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for name, r in picked.items():
+        c = r["config"]
+        if not 0 < c["dp_epsilon"] < math.inf:
+            continue
+        p = noise_plan(c)
+        stem = name.rsplit("-e", 1)[0]
+        ref = [f"{runs[f'{stem}-e{e}']['final']['mean_acc']:.3f}" if f"{stem}-e{e}" in runs else "–"
+               for e in ("0", "inf")]
+        lines.append(f"| {name} | {c['optimizer']} | {p.samples} | {p.expected_batch:.0f} | {p.steps} | "
+                     f"{p.noise_multiplier:.2f} | {p.step_ratio:.3f} | {p.run_ratio:.2f} | "
+                     f"{'yes' if cannot_learn(p) else 'no'} | {r['final']['mean_acc']:.3f} | {ref[0]} | "
+                     f"{ref[1]} |")
+    return [*lines, ""] if len(lines) > 2 else []
+
+
+SPREAD_EPSILONS = (0.0, math.inf, 2.0)
+SPREAD_COLOURS = ("tab:blue", "tab:green", "tab:red")  # one colour per epsilon in every plot
+
+
+def spread_section(runs: dict[str, Run], plots: Path) -> list[str]:
+    """How DP noise spreads: per topology, the mean distance of the peers' models to their average over
+    rounds, after local training (dashed) and after merging (solid), averaged over seeds; one plot per
+    run length (the `spread` mode of the script, run names `spread-<method>-e<eps>[-r<rounds>]-s<seed>`)."""
+    grid: dict[tuple[int, str, float], list[Run]] = {}
+    for name, r in runs.items():
+        if name.startswith("spread-"):
+            c = r["config"]
+            grid.setdefault((c["rounds"], method(r), c["dp_epsilon"]), []).append(r)
+    lines: list[str] = []
+    plt = pyplot()
+    for length in sorted({k[0] for k in grid}):
+        seeds = sorted({r["config"]["seed"] for k, rs in grid.items() if k[0] == length for r in rs})
+        shown = [e for e in SPREAD_EPSILONS if any(k[0] == length and k[2] == e for k in grid)]
+        lines += [f"**{length} rounds**, seeds {seeds}: spread (mean L2 distance of a peer's model to the "
+                  "peers' average) after the last round's local training / after its merge, and final mean "
+                  "accuracy", "",
+                  "| method | " + " | ".join(f"ε {eps_label(e)}: trained / merged, acc"
+                                            for e in shown) + " |",
+                  "|---|" + "---|" * len(shown)]
+        fig, axes = plt.subplots(1, len(METHODS), figsize=(3.2 * len(METHODS), 3.6), sharey=True)
+        for ax, m in zip(axes, METHODS, strict=True):
+            cells = []
+            for e in shown:
+                colour = SPREAD_COLOURS[SPREAD_EPSILONS.index(e)]
+                rs = grid.get((length, m, e))
+                if not rs:
+                    cells.append("–")
+                    continue
+                trained, merged = mean_curve(rs, "spread_trained"), mean_curve(rs, "spread")
+                cells.append(f"{trained[-1]:.2f} / {merged[-1]:.2f}, {final_acc(rs):.3f}")
+                ax.plot(merged, color=colour, label=f"ε {eps_label(e)}, merged")
+                ax.plot(trained, color=colour, linestyle="--", label=f"ε {eps_label(e)}, trained")
+            lines.append(f"| {m} | " + " | ".join(cells) + " |")
+            # log: the spreads differ 100-fold; FedAvg's merged spread is 0 (one model), below the axis
+            ax.set(title=m, xlabel="round", yscale="log", ylim=(0.01, 5))
+        axes[0].set_ylabel("mean distance to the average model")
+        handles, labels = axes[0].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=8)
+        fig.tight_layout(rect=(0, 0.08, 1, 1))  # room for the legend below the panels
+        suffix = "" if length == 8 else f"-r{length}"
+        fig.savefig(plots / f"dp-spread{suffix}.png", dpi=90)
+        plt.close(fig)
+        lines.append("")
+    return lines
+
+
 def main(argv: list[str]) -> int:
     if len(argv) != 2:
         print("usage: python -m swarm.sim.sweep_report RUNS_DIR PLOTS_DIR", file=sys.stderr)
@@ -173,7 +263,8 @@ def main(argv: list[str]) -> int:
     runs, plots = load_runs(Path(argv[0])), Path(argv[1])
     plots.mkdir(parents=True, exist_ok=True)
     for title, section in (("DP: gossip vs FedAvg", dp_section), ("DAC under DP", dac_dp_section),
-                           ("Bytes vs accuracy", comm_section)):
+                           ("Bytes vs accuracy", comm_section), ("How DP noise spreads", spread_section),
+                           ("When DP-SGD cannot learn", rule_section)):
         lines = section(runs, plots)
         if lines:
             print(f"### {title}\n")

@@ -40,3 +40,14 @@ def test_pruned_run_reaches_the_target_density_with_fewer_bytes() -> None:
     assert densities[0] == 1.0 and densities[-1] == pytest.approx(0.3, abs=0.02)
     assert all(r["density"] == 1.0 for r in dense.rounds)
     assert pruned.rounds[-1]["bytes_sent"] < 0.5 * dense.rounds[-1]["bytes_sent"]
+
+
+def test_spread_between_peers_is_recorded_before_and_after_merging() -> None:
+    fedavg = simulate(SimConfig(**SMALL, strategy="fedavg"))
+    ring = simulate(SimConfig(**SMALL, strategy="gossip", topology="ring", dp_epsilon=3.0))
+    for run in (fedavg, ring):
+        assert all(r["spread_trained"] > 0 for r in run.rounds)  # local training drives peers apart
+    # FedAvg hands every client the same model: nothing is left between them but float rounding
+    assert all(r["spread"] < 1e-4 * r["spread_trained"] for r in fedavg.rounds)
+    # a ring peer averages with 2 neighbours only: closer than before merging, not together
+    assert all(0 < r["spread"] < r["spread_trained"] for r in ring.rounds)
