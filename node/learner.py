@@ -21,6 +21,7 @@ from node.checkpoint import CheckpointError
 from node.config import NodeConfig
 from storage.manifest import Manifest, labels_fingerprint
 from swarm.data import INFO, load_dataset
+from swarm.dp_advice import plan_of, warning
 from swarm.labels import map_names, order_folders
 from swarm.merge import merge
 from swarm.models import build_model
@@ -181,6 +182,12 @@ class Learner:
         # again and subtract it from the published weights, and a restarted node would repeat it.
         return make_private(self.model, self.optimizer, loader, budget, cfg.rounds * cfg.local_epochs,
                             noise_seed=secrets.randbits(63))
+
+    def notes(self) -> list[str]:
+        """What the user should hear before training: about the data, and a DP plan that cannot learn
+        (the simulator's rule and words)."""
+        hopeless = warning(plan_of(self.private, self.cfg.optimizer)) if self.private is not None else None
+        return [note for note in (self.shard.note, hopeless) if note]
 
     @property
     def epsilon(self) -> float | None:

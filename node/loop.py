@@ -41,7 +41,6 @@ from storage import IpfsDaemon, StoreError, schema_fingerprint
 from storage.atomic import write_atomic
 from storage.daemon import LOOPBACK
 from storage.defaults import mib_to_bytes
-from swarm.dp_advice import plan_of, warning
 from swarm.models import found_devices, pick_device
 from swarm.peer_privacy import eligible
 from swarm.privacy import BudgetExhausted
@@ -120,12 +119,8 @@ class Node:
             how = "picked by --device auto (cuda > mps > cpu)" if cfg.device == "auto" else "set by --device"
             self.event(f"device {device}: {how}; found {', '.join(found_devices())}", device=str(device))
             self.learner = learner_for(cfg, store, device)
-            if self.learner.shard.note:
-                self.event(self.learner.shard.note)
-            if self.learner.private is not None:  # before training: the simulator's rule and words
-                hopeless = warning(plan_of(self.learner.private, cfg.optimizer))
-                if hopeless is not None:
-                    self.event(hopeless)
+            for note in self.learner.notes():
+                self.event(note)
         self.gossip = GossipService(GossipConfig(swarm_id=cfg.swarm, data_dir=cfg.data_dir, listen=cfg.listen,
                                                  announce=list(cfg.announce_addr),
                                                  bootstrap=list(cfg.bootstrap)))
