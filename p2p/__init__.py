@@ -10,6 +10,9 @@
   hosts, or the user's --announce-addr) and the check of listen/announce options.
 - `connections`: keeps a node connected (bootstrap dialing, rendezvous, address book, redials).
 - `reach`: how another peer sees us (observed address, clock, TCP reachability); the bootstrap serves it.
+- `manifest_offer`: the bootstrap tells joiners its swarm's manifest CID.
+- `streams`: one request and one reply per stream (read until the peer half-closes, within a limit),
+  as `reach` and `manifest_offer` speak.
 - `gossip`: `GossipService`, host + gossipsub in a trio thread behind a small thread-safe API.
 - `errors`: `P2PError`, the base of every error this package raises (libp2p's own are mapped to it).
 

@@ -12,19 +12,16 @@ and a reply is untrusted input like any other: sizes, time and the CID's form ar
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
 import trio
 from libp2p.abc import IHost, INetStream
 from libp2p.crypto.ed25519 import create_new_key_pair
 from libp2p.custom_types import TProtocol
-from libp2p.network.stream.exceptions import StreamEOF
-from libp2p.network.stream.net_stream import NetStream
 from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import PeerInfo
 from multiaddr import Multiaddr
@@ -34,6 +31,7 @@ from p2p.announcement import AnnouncementError, topic_for
 from p2p.connections import parse_peer_addr
 from p2p.errors import P2PError
 from p2p.host import build_host, quiet_libp2p_logs
+from p2p.streams import MessageTooLarge, read_all, reset, send_reply, send_request
 from storage.cid import normalize_cid
 from storage.errors import InvalidCid
 
@@ -75,24 +73,6 @@ def parse_manifest_options(values: Sequence[str], swarms: Sequence[str]) -> dict
     return manifests
 
 
-async def _read_all(stream: INetStream, limit: int) -> bytes:
-    """Everything until the peer closes its write half; ManifestOfferError beyond `limit` bytes."""
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        try:
-            chunk = await stream.read(limit + 1 - size)
-        except StreamEOF:  # how py-libp2p 0.8.1 reports the peer's closed write half
-            break
-        if not chunk:
-            break
-        chunks.append(chunk)
-        size += len(chunk)
-        if size > limit:
-            raise ManifestOfferError(f"message larger than {limit} bytes")
-    return b"".join(chunks)
-
-
 class ManifestOfferService:
     """Answers manifest requests on a host: `ManifestOfferService(host, {swarm: cid})`. Every swarm the
     bootstrap serves is a key; a swarm without a manifest maps to ""."""
@@ -120,18 +100,15 @@ class ManifestOfferService:
             peer = stream.muxed_conn.peer_id.to_base58()[-8:]
             try:
                 with trio.fail_after(READ_TIMEOUT_S):
-                    reply = self.answer(await _read_all(stream, MAX_REQUEST_BYTES))
+                    reply = self.answer(await read_all(stream, MAX_REQUEST_BYTES))
             except trio.TooSlowError:
                 reply = {"error": f"no complete request within {READ_TIMEOUT_S:.0f} s"}
-            except ManifestOfferError as exc:
+            except MessageTooLarge as exc:
                 reply = {"error": str(exc)}
-            with trio.fail_after(READ_TIMEOUT_S):
-                await stream.write(json.dumps(reply).encode())
-                await stream.close()
+            await send_reply(stream, reply, READ_TIMEOUT_S)
         except Exception as exc:  # an exception here would reach py-libp2p's swarm: log and drop
             log.info("manifest request from …%s failed: %s", peer, exc or type(exc).__name__)
-            with contextlib.suppress(Exception):
-                await stream.reset()
+            await reset(stream)
 
 
 async def ask_manifest(host: IHost, peer: PeerInfo | ID, swarm: str, timeout: float = ASK_TIMEOUT_S
@@ -145,14 +122,12 @@ async def ask_manifest(host: IHost, peer: PeerInfo | ID, swarm: str, timeout: fl
             if isinstance(peer, PeerInfo):
                 await host.connect(peer)
             stream = await host.new_stream(peer_id, [PROTOCOL_ID])
-            await stream.write(json.dumps({"swarm": swarm}).encode())
-            # INetStream lacks close_write; the NetStream every host hands out has it.
-            await cast(NetStream, stream).close_write()
-            data = await _read_all(stream, MAX_REPLY_BYTES)
+            await send_request(stream, json.dumps({"swarm": swarm}).encode())
+            data = await read_all(stream, MAX_REPLY_BYTES)
             await stream.close()
     except trio.TooSlowError:
         raise ManifestOfferError(f"{who} did not answer within {timeout:.0f} s") from None
-    except ManifestOfferError as exc:
+    except MessageTooLarge as exc:
         raise ManifestOfferError(f"{who} sent a bad reply: {exc}") from None
     except Exception as exc:  # dial and stream errors come in many libp2p types
         raise ManifestOfferError(f"cannot ask {who} (down, or a swarm-bootstrap older than manifest "

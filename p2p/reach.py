@@ -13,24 +13,22 @@ exception in a stream handler would reach py-libp2p's swarm.
 
 from __future__ import annotations
 
-import contextlib
 import ipaddress
 import json
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 import trio
 from libp2p.abc import IHost, INetStream
 from libp2p.custom_types import TProtocol
-from libp2p.network.stream.exceptions import StreamEOF
-from libp2p.network.stream.net_stream import NetStream
 from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import PeerInfo
 
 from p2p.errors import P2PError
+from p2p.streams import MessageTooLarge, read_all, reset, send_reply, send_request
 
 log = logging.getLogger(__name__)
 
@@ -148,24 +146,6 @@ def _ip(text: str) -> IPAddress | None:
     return ip
 
 
-async def _read_all(stream: INetStream, limit: int) -> bytes:
-    """Everything until the peer closes its write half; ReachRequestError beyond `limit` bytes."""
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        try:
-            chunk = await stream.read(limit + 1 - size)
-        except StreamEOF:  # how py-libp2p 0.8.1 reports the peer's closed write half
-            break
-        if not chunk:
-            break
-        chunks.append(chunk)
-        size += len(chunk)
-        if size > limit:
-            raise ReachRequestError(f"message larger than {limit} bytes")
-    return b"".join(chunks)
-
-
 async def _tcp_opens(ip: str, port: int) -> bool:
     with trio.move_on_after(PROBE_TIMEOUT_S):
         try:
@@ -190,25 +170,25 @@ class ReachService:
         try:
             peer = stream.muxed_conn.peer_id.to_base58()[-8:]
             if self._slots.value == 0:
-                await self._reply(stream, {"error": "busy; try again in a few seconds"})
+                await send_reply(stream, {"error": "busy; try again in a few seconds"}, READ_TIMEOUT_S)
                 return
             async with self._slots:
-                await self._reply(stream, await self._answer(stream))
+                await send_reply(stream, await self._answer(stream), READ_TIMEOUT_S)
         except Exception as e:  # a broken or hostile peer must never take the service down
             log.info("reach request from …%s failed: %s", peer, e or type(e).__name__)
-            await _reset(stream)
+            await reset(stream)
 
     async def _answer(self, stream: INetStream) -> dict[str, Any]:
         try:
             with trio.fail_after(READ_TIMEOUT_S):
-                candidates = parse_request(await _read_all(stream, MAX_REQUEST_BYTES))
+                candidates = parse_request(await read_all(stream, MAX_REQUEST_BYTES))
             remote = stream.get_remote_address()
             if remote is None:
                 return {"error": "the server cannot tell which address you connect from"}
             observed = observed_multiaddr(*remote)
         except trio.TooSlowError:
             return {"error": f"no complete request within {READ_TIMEOUT_S:.0f} s"}
-        except ReachRequestError as e:
+        except (ReachRequestError, MessageTooLarge) as e:
             return {"error": str(e)}
         targets = probe_targets(candidates, remote[0])
         reachable: dict[str, bool] = {}
@@ -220,17 +200,6 @@ class ReachService:
             for candidate, (ip, port) in targets.items():
                 nursery.start_soon(probe, candidate, ip, port)
         return {"observed": observed, "time": self._clock(), "reachable": reachable}
-
-    async def _reply(self, stream: INetStream, reply: dict[str, Any]) -> None:
-        with trio.fail_after(READ_TIMEOUT_S):
-            await stream.write(json.dumps(reply).encode())
-            await stream.close()
-
-
-async def _reset(stream: INetStream) -> None:
-    with contextlib.suppress(Exception):  # the stream is beyond use either way
-        await stream.reset()
-
 
 async def ask_reach(host: IHost, peer: PeerInfo | ID, candidates: Sequence[str],
                     timeout: float = ASK_TIMEOUT_S) -> Reach:
@@ -245,16 +214,13 @@ async def ask_reach(host: IHost, peer: PeerInfo | ID, candidates: Sequence[str],
             stream = await host.new_stream(peer_id, [PROTOCOL_ID])
             sent = time.monotonic()
             wall = time.time()
-            await stream.write(request)
-            # Half-close: the server reads until EOF. INetStream lacks close_write; the NetStream
-            # every host hands out has it.
-            await cast(NetStream, stream).close_write()
-            data = await _read_all(stream, MAX_REPLY_BYTES)
+            await send_request(stream, request)
+            data = await read_all(stream, MAX_REPLY_BYTES)
             rtt = time.monotonic() - sent
             await stream.close()
     except trio.TooSlowError:
         raise ReachError(f"{who} did not answer a reach request within {timeout:.0f} s") from None
-    except ReachRequestError:
+    except MessageTooLarge:
         raise ReachError(f"{who} sent a reach reply larger than {MAX_REPLY_BYTES} bytes") from None
     except Exception as e:  # dial and stream errors come in many libp2p types
         raise ReachError(f"cannot ask {who} for reach (is it a swarm-bootstrap of this version?): "

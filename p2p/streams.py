@@ -1,0 +1,55 @@
+"""One request and one reply per stream, as reach and the manifest offer speak: each side writes its
+message and closes its write half; the other reads until that close, within a size limit."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from typing import Any, cast
+
+import trio
+from libp2p.abc import INetStream
+from libp2p.network.stream.exceptions import StreamEOF
+from libp2p.network.stream.net_stream import NetStream
+
+from p2p.errors import P2PError
+
+
+class MessageTooLarge(P2PError):
+    """The peer sent more than the protocol allows."""
+
+
+async def read_all(stream: INetStream, limit: int) -> bytes:
+    """Everything until the peer closes its write half; MessageTooLarge beyond `limit` bytes."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        try:
+            chunk = await stream.read(limit + 1 - size)
+        except StreamEOF:  # how py-libp2p 0.8.1 reports the peer's closed write half
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            raise MessageTooLarge(f"message larger than {limit} bytes")
+    return b"".join(chunks)
+
+
+async def send_request(stream: INetStream, data: bytes) -> None:
+    """Write the request and half-close, so the server, reading until EOF, has all of it."""
+    await stream.write(data)
+    # INetStream lacks close_write; the NetStream every host hands out has it.
+    await cast(NetStream, stream).close_write()
+
+
+async def send_reply(stream: INetStream, reply: dict[str, Any], timeout: float) -> None:
+    with trio.fail_after(timeout):
+        await stream.write(json.dumps(reply).encode())
+        await stream.close()
+
+
+async def reset(stream: INetStream) -> None:
+    with contextlib.suppress(Exception):  # the stream is beyond use either way
+        await stream.reset()
