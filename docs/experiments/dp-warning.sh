@@ -7,39 +7,33 @@
 #   .venv/bin/python -m swarm.sim.sweep_report RUNS_DIR docs/plots         # the table
 set -euo pipefail
 runs=${1:-runs/dp-warning}
-SIM=${SWARM_NODE:-.venv/bin/swarm-node}
-export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 
-run() {  # run NAME KEY=VALUE...
-  local name=$1; shift
-  [[ -f $runs/$name/summary.json ]] && return 0
-  local sets=()
-  for kv in "$@"; do sets+=(--set "$kv"); done
-  $SIM simulate --quiet --checkpoint-s 0 "${sets[@]}" --out "$runs/$name"
-}
+# shellcheck source=docs/experiments/sweep-run.sh
+source "$(dirname "$0")/sweep-run.sh"
+row() { run "" "$runs" "$@"; }
 
 ISSUE=(dataset=digits partition=iid clients=10 rounds=5 strategy=random seed=1)  # adam lr 1e-3, batch 32
 for n in 40 130; do
   for eps in 0 inf 4 16 64 256; do
-    run "rule-digits-n$n-e$eps" "${ISSUE[@]}" train_samples=$n dp_epsilon=$eps
+    row "rule-digits-n$n-e$eps" "${ISSUE[@]}" train_samples=$n dp_epsilon=$eps
   done
   for eps in 0 inf 4 16; do
-    run "rule-digits-n$n-sgd-e$eps" "${ISSUE[@]}" train_samples=$n optimizer=sgd lr=0.1 dp_epsilon=$eps
+    row "rule-digits-n$n-sgd-e$eps" "${ISSUE[@]}" train_samples=$n optimizer=sgd lr=0.1 dp_epsilon=$eps
   done
 done
 for eps in 0 4 16 64; do
-  run "rule-digits-n130-b128-e$eps" "${ISSUE[@]}" train_samples=130 batch_size=128 dp_epsilon=$eps
+  row "rule-digits-n130-b128-e$eps" "${ISSUE[@]}" train_samples=130 batch_size=128 dp_epsilon=$eps
 done
 for eps in 0 inf 4; do  # more rounds, as the warning says, do not help
-  run "rule-digits-n40-r20-e$eps" "${ISSUE[@]}" train_samples=40 rounds=20 dp_epsilon=$eps
+  row "rule-digits-n40-r20-e$eps" "${ISSUE[@]}" train_samples=40 rounds=20 dp_epsilon=$eps
 done
 LOCAL=(dataset=fashion-mnist partition=iid clients=10 val_samples=0 test_samples=200 rounds=8 local_epochs=1
        optimizer=sgd lr=0.1 batch_size=64 neighbours=2 degree=4 dp_delta=1e-5 dp_max_grad_norm=1.0 seed=0
        strategy=local)
 for eps in 0 inf 0.25 1 2 4 8; do
-  run "rule-fmnist-n200-e$eps" "${LOCAL[@]}" train_samples=200 dp_epsilon=$eps
+  row "rule-fmnist-n200-e$eps" "${LOCAL[@]}" train_samples=200 dp_epsilon=$eps
 done
 for eps in 0 inf 0.25 1 2; do  # 4 and 8 at 600 samples, merged: privacy-and-compression.sh dp
-  run "rule-fmnist-n600-e$eps" "${LOCAL[@]}" train_samples=600 dp_epsilon=$eps
+  row "rule-fmnist-n600-e$eps" "${LOCAL[@]}" train_samples=600 dp_epsilon=$eps
 done
-run rule-fmnist-n200-r16-e0.25 "${LOCAL[@]}" train_samples=200 rounds=16 dp_epsilon=0.25
+row rule-fmnist-n200-r16-e0.25 "${LOCAL[@]}" train_samples=200 rounds=16 dp_epsilon=0.25

@@ -8,30 +8,24 @@
 set -euo pipefail
 what=${1:?usage: epsilon-aware.sh run|table [RUNS_DIR]}
 runs=${2:-runs/epsilon-aware}
-SIM=${SWARM_NODE:-.venv/bin/swarm-node}
 PY=${PYTHON:-.venv/bin/python}
-export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 
 BASE=(dataset=fashion-mnist partition=iid clients=12 train_samples=600 val_samples=0 test_samples=200 rounds=8
       local_epochs=1 optimizer=sgd lr=0.1 batch_size=64 dp_epsilons=1,8,0)
 GOSSIP=(strategy=gossip topology=full neighbours=3)
 
-run() {  # run NAME KEY=VALUE...
-  local name=$1; shift
-  [[ -f $runs/$name/summary.json ]] && return 0
-  local sets=()
-  for kv in "$@"; do sets+=(--set "$kv"); done
-  $SIM simulate --quiet --checkpoint-s 0 "${sets[@]}" --out "$runs/$name"
-}
+# shellcheck source=docs/experiments/sweep-run.sh
+source "$(dirname "$0")/sweep-run.sh"
+row() { run "" "$runs" "$@"; }
 
 if [[ $what == run ]]; then
   for seed in ${SEEDS:-0}; do
     for w in strategy noise-aware; do
-      run "gossip-$w-s$seed" "${BASE[@]}" "${GOSSIP[@]}" merge_weights=$w seed=$seed
-      run "fedavg-$w-s$seed" "${BASE[@]}" strategy=fedavg merge_weights=$w seed=$seed
+      row "gossip-$w-s$seed" "${BASE[@]}" "${GOSSIP[@]}" merge_weights=$w seed=$seed
+      row "fedavg-$w-s$seed" "${BASE[@]}" strategy=fedavg merge_weights=$w seed=$seed
     done
-    run "gossip-cap8-s$seed" "${BASE[@]}" "${GOSSIP[@]}" max_peer_epsilon=8 seed=$seed
-    run "gossip-nodp-s$seed" "${BASE[@]}" "${GOSSIP[@]}" dp_epsilons=0 seed=$seed  # context: nobody uses DP
+    row "gossip-cap8-s$seed" "${BASE[@]}" "${GOSSIP[@]}" max_peer_epsilon=8 seed=$seed
+    row "gossip-nodp-s$seed" "${BASE[@]}" "${GOSSIP[@]}" dp_epsilons=0 seed=$seed  # context: nobody uses DP
   done
 elif [[ $what == table ]]; then
   $PY - "$runs" <<'PY'

@@ -7,16 +7,9 @@
 set -euo pipefail
 what=${1:?usage: privacy-and-compression.sh dp|dac-dp|comm|spread [RUNS_DIR]}
 runs=${2:-runs/privacy-and-compression}
-SIM=${SWARM_NODE:-.venv/bin/swarm-node}
-export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}  # measured: 2 torch threads on 2 busy cores run ~10x slower
-
-run() {  # run NAME KEY=VALUE...
-  local name=$1; shift
-  [[ -f $runs/$name/summary.json ]] && return 0
-  local sets=()
-  for kv in "$@"; do sets+=(--set "$kv"); done
-  $SIM simulate --quiet "${sets[@]}" --out "$runs/$name"
-}
+# shellcheck source=docs/experiments/sweep-run.sh
+source "$(dirname "$0")/sweep-run.sh"
+row() { run "" "$runs" "$@"; }
 
 # Gossip under DP vs FedAvg: 10 clients x 600 Fashion-MNIST images, 8 rounds of 1 local epoch,
 # DP-SGD (SGD lr 0.1, batch 64 Poisson-sampled, clip 1.0), epsilon 0 = no DP, inf = clipping only.
@@ -27,9 +20,9 @@ if [[ $what == dp ]]; then
     tag=$( ((seed)) && echo "-s$seed" || true)
     for part in iid rotation; do
       for eps in 0 8 4 2 1; do
-        run "dp-$part-fedavg-e$eps$tag" "${DP[@]}" seed=$seed partition=$part strategy=fedavg dp_epsilon=$eps
+        row "dp-$part-fedavg-e$eps$tag" "${DP[@]}" seed=$seed partition=$part strategy=fedavg dp_epsilon=$eps
         for topo in ring regular full; do
-          run "dp-$part-$topo-e$eps$tag" "${DP[@]}" seed=$seed partition=$part strategy=gossip topology=$topo \
+          row "dp-$part-$topo-e$eps$tag" "${DP[@]}" seed=$seed partition=$part strategy=gossip topology=$topo \
             dp_epsilon="$eps"
         done
       done
@@ -38,7 +31,7 @@ if [[ $what == dp ]]; then
   # ablation: per-sample clipping without noise (dp_epsilon=inf), to separate clipping from noise
   for topo in fedavg ring; do
     strat=$([[ $topo == fedavg ]] && echo fedavg || echo gossip)
-    run "dp-iid-$topo-clip" "${DP[@]}" partition=iid strategy=$strat topology=$topo dp_epsilon=inf
+    row "dp-iid-$topo-clip" "${DP[@]}" partition=iid strategy=$strat topology=$topo dp_epsilon=inf
   done
 fi
 
@@ -54,7 +47,7 @@ if [[ $what == spread ]]; then
     for eps in ${EPSILONS:-0 2 inf}; do
       for topo in fedavg full regular ring; do
         if [[ $topo == fedavg ]]; then how=(strategy=fedavg); else how=(strategy=gossip "topology=$topo"); fi
-        run "spread-$topo-e$eps$tag-s$seed" "${DP[@]}" seed="$seed" partition=iid "${how[@]}" dp_epsilon="$eps" \
+        row "spread-$topo-e$eps$tag-s$seed" "${DP[@]}" seed="$seed" partition=iid "${how[@]}" dp_epsilon="$eps" \
           rounds="$rounds"
       done
     done
@@ -66,15 +59,15 @@ DAC=(dataset=fashion-mnist partition=rotation clients=20 train_samples=200 val_s
      rounds=15 local_epochs=2 batch_size=32 optimizer=adam lr=1e-3 neighbours=3 tau=30)
 if [[ $what == dac-dp ]]; then
   for eps in 0 8 2; do
-    run "dacdp-e$eps" "${DAC[@]}" strategy=dac dp_epsilon=$eps
+    row "dacdp-e$eps" "${DAC[@]}" strategy=dac dp_epsilon=$eps
   done
 fi
 if [[ $what == comm ]]; then
   for enc in fp32 fp16 int8 topk-delta; do
-    run "comm-dac-$enc" "${DAC[@]}" strategy=dac encoding=$enc
+    row "comm-dac-$enc" "${DAC[@]}" strategy=dac encoding=$enc
   done
-  run comm-random-fp32 "${DAC[@]}" strategy=random encoding=fp32
-  run comm-dac-sparse "${DAC[@]}" strategy=dac encoding=fp32 prune_target=0.1 prune_rate=0.3
-  run comm-random-sparse "${DAC[@]}" strategy=random encoding=fp32 prune_target=0.1 prune_rate=0.3
-  run comm-local "${DAC[@]}" strategy=local encoding=fp32
+  row comm-random-fp32 "${DAC[@]}" strategy=random encoding=fp32
+  row comm-dac-sparse "${DAC[@]}" strategy=dac encoding=fp32 prune_target=0.1 prune_rate=0.3
+  row comm-random-sparse "${DAC[@]}" strategy=random encoding=fp32 prune_target=0.1 prune_rate=0.3
+  row comm-local "${DAC[@]}" strategy=local encoding=fp32
 fi
