@@ -43,16 +43,16 @@ class SnapshotWire:
         size, keyframe, delta = self.latest[peer]
         if keyframe is None:
             return size
-        cache = self.readers.setdefault(reader, BaseCache(self._keyframe_state))
+        cache = self.readers.setdefault(reader, BaseCache(self._held))
         lacks = keyframe not in cache
         cache.base(keyframe)  # held from now on, or used again: most recently used
         return size + self.keyframe_bytes[peer] if delta and lacks else size
 
-    def _keyframe_state(self, cid: str) -> StateDict:
-        """Readers' bases are the publishers' keyframes bit for bit; one a publisher has replaced is
-        never named again, so a reader's cache holds only its place (after a resume)."""
-        current = {e.keyframe.cid: e.keyframe.state for e in self.encoders.values() if e.keyframe}
-        return current.get(cid, {})
+    @staticmethod
+    def _held(cid: str) -> StateDict:
+        """A reader's cache only tracks which bases it holds (and evicts as a node's does): deltas are
+        decoded against the publisher's keyframe, which is a reader's base bit for bit."""
+        return {}
 
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -72,6 +72,6 @@ class SnapshotWire:
         self.keyframe_bytes = dict(state["keyframe_bytes"])
         self.readers = {}
         for reader, held in state["readers"].items():
-            cache = self.readers[reader] = BaseCache(self._keyframe_state)
+            cache = self.readers[reader] = BaseCache(self._held)
             for cid in held:
                 cache.base(cid)
