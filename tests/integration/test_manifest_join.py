@@ -38,12 +38,16 @@ def daemon(ipfs_daemon: Callable[..., IpfsDaemon]) -> IpfsDaemon:
     return ipfs_daemon()
 
 
-@pytest.fixture(scope="module")
-def manifest_cid(daemon: IpfsDaemon) -> str:
-    created = swarm_node("manifest", "create", "--dataset", "digits", "--seed", "3",
+def create_manifest(daemon: IpfsDaemon, seed: int) -> str:
+    created = swarm_node("manifest", "create", "--dataset", "digits", "--seed", str(seed),
                          "--ipfs-api", daemon.api_multiaddr)
     assert created.returncode == 0, created.stderr
     return created.stdout.strip()
+
+
+@pytest.fixture(scope="module")
+def manifest_cid(daemon: IpfsDaemon) -> str:
+    return create_manifest(daemon, 3)
 
 
 def join_argv(daemon: IpfsDaemon, data_dir: Path, cid: str, *extra: str) -> list[str]:
@@ -82,10 +86,7 @@ def assert_started_from(daemon: IpfsDaemon, manifest_cid: str, events: list[dict
 @pytest.fixture(scope="module")
 def other_manifest_cid(daemon: IpfsDaemon) -> str:
     """A manifest of the same model and classes with other initial weights: another swarm's."""
-    created = swarm_node("manifest", "create", "--dataset", "digits", "--seed", "4",
-                         "--ipfs-api", daemon.api_multiaddr)
-    assert created.returncode == 0, created.stderr
-    return created.stdout.strip()
+    return create_manifest(daemon, 4)
 
 
 def test_create_puts_the_manifest_and_its_initial_weights_in_ipfs(daemon: IpfsDaemon,
