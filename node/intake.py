@@ -8,7 +8,7 @@ peer, pinners included, and a pinner pins the snapshots the others announce.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from node.ipfs_workers import IpfsWorkers
 from node.peer_table import SNAPSHOT_ROLES, PeerTable
@@ -23,11 +23,13 @@ class Intake:
     table: PeerTable
     workers: IpfsWorkers
     emit: Callable[..., None]  # Node.event
+    backlog: list[Announcement] = field(default_factory=list)  # taken before the table existed
 
     def fold(self) -> None:
         """A trainer's intake, between and during its rounds."""
         self.workers.flush_notes()
-        for ann in self.gossip.drain():
+        anns, self.backlog = [*self.backlog, *self.gossip.drain()], []
+        for ann in anns:
             if ann.role == PINNER:
                 self.workers.meet_pinner(ann)
                 continue

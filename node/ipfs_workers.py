@@ -65,6 +65,10 @@ class IpfsWorkers:
         self.connect(ann)
         return timed(call, ann)
 
+    def dial(self, ann: Announcement) -> None:
+        """Dial the announcer's IPFS node on a worker, and nothing more."""
+        self.pool.submit(self.connect, ann)
+
     def meet_pinner(self, ann: Announcement) -> None:
         """Keep our daemon connected to a pinner's: a pinner fetches our snapshots over the connection
         we open (we may be behind NAT, where nobody can dial us), and serves us the snapshots of

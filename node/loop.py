@@ -26,7 +26,7 @@ from node.intake import Intake
 from node.ipfs_setup import announced_addrs, open_ipfs
 from node.ipfs_workers import IpfsWorkers
 from node.learner import Learner
-from node.manifest import learner_for, swarm_manifest
+from node.manifest import PeerDaemons, learner_for, swarm_manifest
 from node.merging import Merging
 from node.peer_table import PeerTable
 from node.pinner import Pinner
@@ -110,7 +110,14 @@ class Node:
         self.status.ipfs_api = store.api_multiaddr
         self.status.ipfs_addrs = announced_addrs(store, self.daemon, cfg.ipfs_announce_addr)
         self.event(how)
-        if cfg.role == "trainer":  # after IPFS is up: a swarm manifest comes from there
+        self.gossip = GossipService(GossipConfig(swarm_id=cfg.swarm, data_dir=cfg.data_dir, listen=cfg.listen,
+                                                 announce=list(cfg.announce_addr),
+                                                 bootstrap=list(cfg.bootstrap)))
+        self.gossip.start()
+        self.status.peer_id = self.gossip.peer_id
+        self.status.addrs = self.gossip.addrs
+        met = PeerDaemons(self.gossip, self.workers)  # the manifest may be only at peers' daemons
+        if cfg.role == "trainer":
             # The bootstrap may name the swarm's manifest: then no joiner has to be told its CID.
             manifest = swarm_manifest(cfg.manifest, cfg.swarm, list(cfg.bootstrap), self.event)
             self.cfg = cfg = dataclasses.replace(cfg, manifest=manifest)
@@ -118,18 +125,12 @@ class Node:
             self.status.device = str(device)
             how = "picked by --device auto (cuda > mps > cpu)" if cfg.device == "auto" else "set by --device"
             self.event(f"device {device}: {how}; found {', '.join(found_devices())}", device=str(device))
-            self.learner = learner_for(cfg, store, device)
+            self.learner = learner_for(cfg, store, device, met)
             for note in self.learner.notes():
                 self.event(note)
-        self.gossip = GossipService(GossipConfig(swarm_id=cfg.swarm, data_dir=cfg.data_dir, listen=cfg.listen,
-                                                 announce=list(cfg.announce_addr),
-                                                 bootstrap=list(cfg.bootstrap)))
-        self.gossip.start()
-        self.status.peer_id = self.gossip.peer_id
-        self.status.addrs = self.gossip.addrs
         schema = schema_fingerprint(self.learner.state()) if self.learner else ""
         self.table = PeerTable(self.gossip.peer_id, schema, self.learner.labels if self.learner else "")
-        self.intake = Intake(self.gossip, self.table, self.workers, self.event)
+        self.intake = Intake(self.gossip, self.table, self.workers, self.event, met.met)
         self.downloads = Downloads(self.workers, self.table, max_size=mib_to_bytes(cfg.max_snapshot_mb),
                                    status=self.status, timer=self.timer, emit=self.event)
         self.publisher = Publisher(self.workers, self.gossip, encoding=cfg.encoding, role=cfg.role,

@@ -1,18 +1,23 @@
 """Joining by a swarm manifest (`join --manifest CID`, or the one the bootstrap offers): fetch it and
-its initial weights, and check that this peer fits the swarm before it trains anything.
+its initial weights (a private daemon through the daemons of peers met on gossip: it knows no other
+before), and check that this peer fits the swarm before it trains anything.
 
 The manifest itself is `storage.manifest`; creating and showing one is `node.commands.manifest`.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import torch
 
 from node.config import NodeConfig
+from node.ipfs_workers import IpfsWorkers
 from node.learner import Learner, Shard, load_shard
+from p2p.announcement import PINNER, Announcement
+from p2p.gossip import GossipService
 from p2p.manifest_offer import ask_bootstraps
 from storage import IpfsStore, LocalStore, SnapshotError, decode
 from storage.defaults import mib_to_bytes
@@ -113,22 +118,66 @@ def check_shard(cfg: NodeConfig, shard: Shard, manifest: Manifest) -> None:
                                "trains on, or your own images with --image-folder (resized to fit)")
 
 
-def learner_for(cfg: NodeConfig, store: IpfsStore | LocalStore, device: torch.device) -> Learner:
+# A private daemon knows no other daemon when the node starts: the manifest is asked for in short
+# attempts, and between them the daemons of peers that announce themselves are dialled (a trainer
+# fetched the manifest, a pinner pins what it sees), for at most WAIT_TIMEOUTS fetch timeouts.
+ATTEMPT_S = 5.0
+WAIT_TIMEOUTS = 3
+
+
+@dataclass
+class PeerDaemons:
+    """While the manifest is awaited: dial the IPFS daemons of peers that announce themselves on gossip
+    (with no DHT, a daemon finds blocks only at daemons it is connected to). Their announcements are
+    kept in `met` for the peer table, which cannot exist before the manifest fixes the model."""
+
+    gossip: GossipService
+    workers: IpfsWorkers
+    met: list[Announcement] = field(default_factory=list)
+
+    def __call__(self) -> int:
+        """Dial the newly announced; returns how many peers have been met so far."""
+        for ann in self.gossip.drain():
+            self.met.append(ann)
+            if ann.role == PINNER:
+                self.workers.meet_pinner(ann)
+            else:
+                self.workers.dial(ann)
+        return len({ann.publisher for ann in self.met})
+
+
+def fetch_meeting_peers(cfg: NodeConfig, store: IpfsStore | LocalStore, meet: Callable[[], int]
+                        ) -> SwarmStart:
+    """`fetch` of the manifest `cfg.manifest` in attempts of ATTEMPT_S seconds (blocks fetched stay in
+    the daemon), calling `meet` between them, until WAIT_TIMEOUTS x `--fetch-timeout-s` have passed."""
+    deadline = time.monotonic() + WAIT_TIMEOUTS * cfg.fetch_timeout_s
+    met = 0
+    while True:
+        try:
+            return fetch(store, cfg.manifest, timeout=min(ATTEMPT_S, cfg.fetch_timeout_s),
+                         max_size=mib_to_bytes(cfg.max_snapshot_mb))
+        except BadContent:
+            raise
+        except StoreError as exc:
+            if time.monotonic() >= deadline:
+                waited = WAIT_TIMEOUTS * cfg.fetch_timeout_s
+                raise ManifestUnavailable(
+                    f"cannot fetch the swarm manifest {cfg.manifest} or its initial weights: {exc}. In "
+                    f"{waited:.0f} s this node met {met} peer(s) on gossip and none of their IPFS daemons "
+                    "gave it: check --bootstrap (a peer of the swarm must be running), pass --ipfs-api of a "
+                    "daemon that holds the manifest (ask the swarm's operator), or raise --fetch-timeout-s "
+                    "if the swarm is only slow") from None
+        met = meet()
+
+
+def learner_for(cfg: NodeConfig, store: IpfsStore | LocalStore, device: torch.device,
+                meet: Callable[[], int]) -> Learner:
     """A trainer's learning side; with `--manifest`, on the swarm's model, input shape, class order and
-    initial weights (a checkpoint, when the node resumes, replaces the weights afterwards)."""
+    initial weights, fetched through the daemons `meet` dials (a checkpoint, when the node resumes,
+    replaces the weights afterwards)."""
     if not cfg.manifest:
         return Learner(cfg, load_shard(cfg), device)
-    try:
-        start = fetch(store, cfg.manifest, timeout=cfg.fetch_timeout_s,
-                      max_size=mib_to_bytes(cfg.max_snapshot_mb))
-    except BadContent:
-        raise
-    except StoreError as exc:  # most often: this daemon reaches no daemon that holds it (yet)
-        raise ManifestUnavailable(
-            f"cannot fetch the swarm manifest {cfg.manifest} or its initial weights: {exc}. A private IPFS "
-            "daemon (the default when no daemon answers at 127.0.0.1:5001) knows no other daemon before the "
-            "node has joined: pass --ipfs-api of a daemon that holds the manifest or reaches one that does "
-            "(ask the swarm's operator), or raise --fetch-timeout-s if it is only slow") from None
+    start = fetch_meeting_peers(cfg, store, meet)
     cfg = configured(cfg, start.manifest)
     shard = load_shard(cfg, start.manifest)
     check_shard(cfg, shard, start.manifest)

@@ -70,8 +70,11 @@ class PeerTable:
         if self.schema and ann.schema != self.schema:  # a pinner or observer has no model: follows all
             return f"model schema {ann.schema[:12]} differs from ours {self.schema[:12]}"
         # Same shapes, other meanings: its output k is another class than ours, a merge would mix them
-        # up. A peer that announces no class order (older versions, seeds) is taken as before.
-        if self.labels and ann.labels and ann.labels != self.labels:
+        # up. A model that does not say its class order may be in any order, so it is never merged.
+        if self.labels and ann.role in SNAPSHOT_ROLES and ann.labels != self.labels:
+            if not ann.labels:
+                return ("announces no class order (a swarm-node older than the labels field): its outputs "
+                        "may mean other classes than ours; that peer must update swarm-node")
             return (f"class order {ann.labels} differs from ours {self.labels} (another manifest or other "
                     "class folders)")
         known = self.records.get(ann.publisher)

@@ -2,13 +2,10 @@
 
 In order: the bootstrap answers; how the swarm sees this machine (the address it connects from, and
 whether peers can connect back: reach, p2p/reach.py); the clock against the bootstrap's; the IPFS
-daemon `join` would use; the compute device and the free disk in the data dir. One line per check,
-OK / WARN / PROBLEM / SKIP, with what to do; exit code 1 if any PROBLEM. Settings are read as `join`
-reads them (flags, `SWARM_*`, `--config`), so doctor checks what `join` would do.
-
-A WARN is something `join` works around (behind NAT, a slightly wrong clock, little disk); a PROBLEM
-stops it or cuts this peer off. Doctor runs its own short-lived libp2p host under a fresh identity, so
-it can run beside a node of the same data dir.
+daemon `join` would use; the swarm manifest `join` would take (given, or offered by the bootstraps)
+and whether that daemon can fetch it; the compute device and the free disk in the data dir. One line
+per check, OK / WARN / PROBLEM / SKIP, with what to do; exit code 1 if any PROBLEM. Settings are read
+as `join` reads them (flags, `SWARM_*`, `--config`), so doctor checks what `join` would do.
 """
 
 from __future__ import annotations
@@ -42,10 +39,11 @@ from storage.daemon import DaemonError, daemon_command
 from storage.defaults import DEFAULT_IPFS_API
 from storage.errors import StoreError
 from storage.ipfs import IpfsStore
+from storage.manifest import MAX_BYTES, Manifest, ManifestError
 
 log = logging.getLogger(__name__)
 
-SETTINGS = ["bootstrap", "listen", "announce_addr", "ipfs_api", "data_dir", "device"]
+SETTINGS = ["swarm", "bootstrap", "manifest", "listen", "announce_addr", "ipfs_api", "data_dir", "device"]
 SUGGESTED_PORT = 4001
 DIAL_TIMEOUT_S = 5.0
 SKEW_WARN_S = 5.0
@@ -73,13 +71,17 @@ class Check:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.description = (
         "Check what would stop this machine from joining a swarm: the bootstrap, how the swarm sees "
-        "you (address, reachable directly or only outbound), clock skew, the IPFS daemon, the compute "
-        "device and free disk. Takes the same settings as `join` (flags, SWARM_* variables, --config). "
+        "you (address, reachable directly or only outbound), clock skew, the IPFS daemon, the swarm "
+        "manifest, the compute device and free disk. Takes the same settings as `join` (flags, SWARM_* "
+        "variables, --config). "
         "One line per check: OK, WARN (join works around it), PROBLEM (it stops join or cuts you off) "
         "or SKIP, with what to do. Exit code 0: no problem; 1: at least one problem."
     )
     parser.add_argument("--config", type=Path, help=CONFIG_HELP)
     add_setting_flags(parser, SETTINGS, {
+        "swarm": "the --swarm you give `join`: whose manifest the bootstraps are asked for",
+        "manifest": "the --manifest you give `join` (if any): checked against what the bootstraps offer "
+                    "and, when the IPFS daemon answers, fetched and shown",
         "bootstrap": "multiaddr of a swarm-bootstrap peer (/ip4/../tcp/../p2p/..) to check against; "
                      "repeatable: each is dialled, the first that answers is asked how it sees you",
         "listen": "listen multiaddr of doctor's short-lived test host, whose reachability is checked "
@@ -106,7 +108,9 @@ def run(args: argparse.Namespace) -> int:
     emit = _printer(checks, args.json)
     for check in network_checks(cfg):
         emit(check)
-    emit(ipfs_check(cfg))
+    ipfs = ipfs_check(cfg)
+    emit(ipfs)
+    emit(manifest_check(cfg, ipfs))
     emit(device_check(cfg))
     emit(disk_check(cfg.data_dir))
     ok = all(c.status != PROBLEM for c in checks)
@@ -281,6 +285,39 @@ def ipfs_check(cfg: NodeConfig) -> Check:
                      "start its own", {"api": cfg.ipfs_api})
     return Check("ipfs", OK, f"the IPFS daemon at {cfg.ipfs_api} answers (peer …{peer[-8:]})",
                  details={"api": cfg.ipfs_api})
+
+
+def manifest_check(cfg: NodeConfig, ipfs: Check) -> Check:
+    """Which manifest `join` would take and, when the daemon of the `ipfs` check answers, what it says."""
+    from node.manifest import ManifestConflict, swarm_manifest  # imports torch
+
+    asked: list[str] = []
+    try:
+        cid = swarm_manifest(cfg.manifest, cfg.swarm, list(cfg.bootstrap), asked.append)
+    except ManifestConflict as exc:
+        return Check("manifest", PROBLEM, f"the swarm {cfg.swarm}'s manifests disagree", str(exc))
+    details: dict[str, Any] = {"manifest": cid, "said": asked}
+    if not cid:
+        return Check("manifest", OK, f"swarm {cfg.swarm} has no manifest (none given, none offered): peers "
+                     "merge by model shapes and the class order of their --dataset", details=details)
+    source = "--manifest" if cid == cfg.manifest else "offered by the bootstrap"
+    api = ipfs.details.get("api", PRIVATE)
+    if ipfs.status != OK or api == PRIVATE:
+        return Check("manifest", OK, f"{cid} ({source}); a private IPFS daemon fetches it from the peers "
+                     "it meets after joining", details=details)
+    try:
+        manifest = Manifest.from_bytes(IpfsStore(api, retries=0).get(cid, max_size=MAX_BYTES,
+                                                                     timeout=DIAL_TIMEOUT_S))
+    except ManifestError as exc:
+        return Check("manifest", PROBLEM, f"{cid} ({source}) is not a swarm manifest: {exc}",
+                     "ask the swarm's operator for the right CID", details)
+    except StoreError:
+        return Check("manifest", WARN, f"{cid} ({source}): the IPFS daemon at {api} cannot fetch it "
+                     f"within {DIAL_TIMEOUT_S:.0f} s", "join fetches it through the peers it meets; a peer "
+                     "of the swarm (or a pinner) must be running", details)
+    shape = "x".join(map(str, manifest.input_shape))
+    return Check("manifest", OK, f"{cid} ({source}): model {manifest.model}, {shape} inputs, "
+                 f"{len(manifest.classes)} classes ({manifest.labels})", details=details)
 
 
 def device_check(cfg: NodeConfig) -> Check:

@@ -47,7 +47,7 @@ def doctor(tmp_path: Path, *args: str) -> tuple[int, dict[str, Any], float]:
 def test_doctor_sees_a_reachable_peer_with_a_good_clock(bootstrap: Bootstrap, tmp_path: Path) -> None:
     code, report, _ = doctor(tmp_path, "--bootstrap", bootstrap.addr, "--ipfs-api", "private")
     checks = report["checks"]
-    assert list(checks) == ["bootstrap", "reach", "clock", "ipfs", "device", "disk"]
+    assert list(checks) == ["bootstrap", "reach", "clock", "ipfs", "manifest", "device", "disk"]
     assert checks["bootstrap"]["status"] == "OK"
     reach = checks["reach"]
     assert reach["status"] == "OK" and reach["observed_ip"] == "127.0.0.1"

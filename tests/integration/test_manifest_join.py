@@ -165,6 +165,49 @@ def publisher_id(data_dir: Path) -> str:
     return peer_id_of(load_or_create(data_dir / KEY_FILE))
 
 
+def private(argv: list[str]) -> list[str]:
+    """`argv` with the node's own IPFS daemon instead of the shared one: it knows no other daemon."""
+    at = argv.index("--ipfs-api") + 1
+    return [*argv[:at], "private", *argv[at + 1:]]
+
+
+def test_a_joiner_with_a_private_daemon_fetches_the_manifest_from_the_peers_it_meets(
+        daemon: IpfsDaemon, manifest_cid: str, tmp_path: Path) -> None:
+    """A volunteer's node starts its own IPFS daemon, which knows no other daemon: it takes the manifest's
+    CID from the bootstrap, meets the running peer on gossip, dials that peer's daemon, fetches the
+    manifest and the initial weights from it, then trains and merges the peer's model."""
+    children: list[Child] = []
+    try:
+        boot = Bootstrap(SWARM, tmp_path / "boot", extra=["--manifest", manifest_cid])
+        children.append(boot)
+        children.append(Child(join_argv(daemon, tmp_path / "peer", manifest_cid, "--bootstrap", boot.addr,
+                                        "--rounds", "200", "--round-interval-s", "1"), tmp_path / "peer.log"))
+        volunteer = join_argv(daemon, tmp_path / "volunteer", "", "--bootstrap", boot.addr, "--rounds", "6",
+                              "--round-interval-s", "1", "--no-merge-guard")
+        joined = subprocess.run(private(volunteer), capture_output=True, text=True, timeout=240)
+    finally:
+        kill_all(children)
+    assert joined.returncode == 0, joined.stderr
+    events = events_of(joined.stdout)
+    said = [e["event"] for e in events]
+    assert any(e.startswith("started a private IPFS daemon") for e in said), said
+    assert f"swarm manifest {manifest_cid}: offered by bootstrap {short_id(boot.addr)}" in said
+    assert any(e.startswith("finished 6 rounds") for e in said), said
+    peer = publisher_id(tmp_path / "peer")
+    assert any(peer in e.get("merged", []) for e in events), said
+
+
+def test_a_joiner_that_meets_nobody_holding_the_manifest_says_what_to_do(
+        daemon: IpfsDaemon, manifest_cid: str, tmp_path: Path) -> None:
+    alone = join_argv(daemon, tmp_path / "node", manifest_cid, "--fetch-timeout-s", "2")
+    refused = subprocess.run(private(alone), capture_output=True, text=True, timeout=120)
+    assert refused.returncode != 0
+    assert (f"cannot fetch the swarm manifest {manifest_cid} or its initial weights" in refused.stderr
+            and "In 6 s this node met 0 peer(s) on gossip" in refused.stderr
+            and "check --bootstrap" in refused.stderr), refused.stderr
+    assert "Traceback" not in refused.stderr
+
+
 def test_a_seed_is_merged_by_peers_of_its_class_order_and_skipped_by_others(
         daemon: IpfsDaemon, manifest_cid: str, tmp_path: Path) -> None:
     """Two bootstraps: one offers the manifest, one knows none. The node asks both and joins by the
@@ -242,3 +285,25 @@ def test_publish_refuses_a_seed_of_another_class_order_than_the_manifests(
                          "--manifest", manifest_cid, "--data-dir", str(tmp_path / "pub"), timeout=120)
     assert refused.returncode == 1
     assert "is not a digits-mlp with 1 input channel(s) and 10 classes" in refused.stderr
+
+
+def doctor(daemon: IpfsDaemon, tmp_path: Path, *args: str) -> tuple[int, dict]:  # type: ignore[type-arg]
+    done = swarm_node("doctor", "--json", "--swarm", SWARM, "--listen", LOOPBACK_LISTEN, "--ipfs-api",
+                      daemon.api_multiaddr, "--data-dir", str(tmp_path / "node"), *args, timeout=90)
+    assert "Traceback" not in done.stderr, done.stderr
+    return done.returncode, json.loads(done.stdout)["checks"]["manifest"]
+
+
+def test_doctor_shows_the_manifest_join_would_take_and_refuses_a_conflict(
+        daemon: IpfsDaemon, manifest_cid: str, other_manifest_cid: str, tmp_path: Path) -> None:
+    boot = Bootstrap(SWARM, tmp_path / "boot", extra=["--manifest", manifest_cid])
+    try:
+        _, offered = doctor(daemon, tmp_path, "--bootstrap", boot.addr)
+        code, conflict = doctor(daemon, tmp_path, "--bootstrap", boot.addr, "--manifest", other_manifest_cid)
+    finally:
+        kill_all([boot])
+    assert offered["status"] == "OK", offered
+    assert offered["summary"].startswith(f"{manifest_cid} (offered by the bootstrap): model digits-mlp, "
+                                         "1x8x8 inputs, 10 classes (labels-"), offered
+    assert code == 1 and conflict["status"] == "PROBLEM"
+    assert f"differs from the manifest {manifest_cid} that bootstrap" in conflict["advice"], conflict

@@ -166,8 +166,15 @@ def test_a_peer_with_another_class_order_is_never_merged() -> None:
     reason = table.fold(announcement("other", theirs))
     assert reason is not None and "class order" in reason and theirs in reason
     assert table.fold(announcement("same", mine)) is None
-    assert table.fold(announcement("older", "")) is None  # announces no order: taken as before
-    assert {r.peer_id for r in table.candidates()} == {"same", "older"}
+    reason = table.fold(announcement("older", ""))  # says no order: its outputs may mean anything
+    assert reason is not None and "no class order" in reason and "update swarm-node" in reason
+    assert {r.peer_id for r in table.candidates()} == {"same"}
+
+
+def test_a_node_without_a_model_follows_peers_of_every_class_order() -> None:
+    table = PeerTable("pinner", "", "")
+    assert table.fold(announcement("older", "")) is None
+    assert table.fold(announcement("other", labels_fingerprint(FASHION))) is None
 
 
 def test_labels_travel_in_announcements_and_are_left_out_when_empty() -> None:
