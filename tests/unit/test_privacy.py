@@ -16,6 +16,7 @@ from swarm.privacy import (
     BudgetExhausted,
     PrivacyBudget,
     PrivacyConfigError,
+    check_dp_model,
     clip_and_noise,
     epsilon_of,
     make_private,
@@ -222,3 +223,18 @@ def test_empty_poisson_batches_keep_the_stats_finite() -> None:
     stats = [pt.train(2) for _ in range(4)]  # q = 1/3: some batches are empty
     assert all(math.isfinite(s.loss) for s in stats) and sum(s.steps for s in stats) == 24
     assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_the_dp_cnn_is_the_tempered_cnn_dp_sgd_can_train_per_sample() -> None:
+    """Papernot et al.'s CNN (Tramer and Boneh's for Fashion-MNIST): 26,010 parameters, nothing that
+    mixes the samples of a batch, and activations bounded by tanh whatever the weights grow to."""
+    model = build_model("dp-cnn")
+    check_dp_model(model)
+    sizes = {name: p.numel() for name, p in model.named_parameters()}
+    assert sizes == {"conv1.weight": 1024, "conv1.bias": 16, "conv2.weight": 8192, "conv2.bias": 32,
+                     "fc1.weight": 16_384, "fc1.bias": 32, "fc2.weight": 320, "fc2.bias": 10}
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(1000)
+        out = model(torch.randn(4, 1, 28, 28))
+    assert out.shape == (4, 10) and out.abs().max() <= 1000 * (32 + 1) * 1.01  # |fc2 . tanh + b|
