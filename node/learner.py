@@ -107,19 +107,25 @@ def load_image_folder(root: Path, *, shape: tuple[int, int, int], seed: int,
 class PeerHistory:
     """Per peer, the last two different models scored. A node never sees the weights a peer started
     its round from (the simulator does); the step between a peer's two latest snapshots is the
-    nearest it has to that peer's current update (PANM's metric), and the common init before that."""
+    nearest it has to that peer's current update (PANM's metric), and the common init before that.
+    Only the `max_peers` most recently scored peers are kept (memory and checkpoint size stay
+    bounded in a large swarm); a forgotten peer is scored against the common init, as a new one."""
 
-    def __init__(self, init: StateDict) -> None:
-        self.init = init
+    def __init__(self, init: StateDict, max_peers: int = 128) -> None:
+        self.init, self.max_peers = init, max_peers
         self.latest: dict[str, StateDict] = {}
         self.before: dict[str, StateDict] = {}
 
     def previous(self, peer_id: str, theirs: StateDict) -> StateDict:
         """The model of `peer_id` before `theirs` (which is remembered as its latest)."""
-        latest = self.latest.get(peer_id)
+        latest = self.latest.pop(peer_id, None)  # re-inserted last: dict order is recency
         if latest is not None and not all(torch.equal(latest[k], theirs[k]) for k in theirs):
             self.before[peer_id] = latest
         self.latest[peer_id] = theirs
+        while len(self.latest) > self.max_peers:
+            oldest = next(iter(self.latest))
+            del self.latest[oldest]
+            self.before.pop(oldest, None)
         return self.before.get(peer_id, self.init)
 
     def state_dict(self) -> dict[str, dict[str, StateDict]]:

@@ -12,7 +12,7 @@ import torch
 
 from node import checkpoint
 from node.config import NodeConfig
-from node.learner import Learner, load_shard
+from node.learner import Learner, PeerHistory, load_shard
 from swarm.strategies import Candidate, PeerView
 
 torch.set_num_threads(1)
@@ -100,3 +100,16 @@ def test_malformed_random_states_say_how_to_start_fresh() -> None:
     broken = {**me.saved(), "draws": {"strategy": (3, (1, 2), None)}}
     with pytest.raises(checkpoint.CheckpointError, match="move the checkpoint away"):
         learner().restore(broken)
+
+
+def test_the_history_keeps_only_the_most_recently_scored_peers() -> None:
+    init = {"w": torch.zeros(2)}
+    history = PeerHistory(init, max_peers=2)
+    for peer in ("a", "b"):
+        history.previous(peer, {"w": torch.ones(2)})
+        history.previous(peer, {"w": torch.full((2,), 2.0)})
+    history.previous("a", {"w": torch.full((2,), 3.0)})  # a is now the most recent, b the oldest
+    history.previous("c", {"w": torch.ones(2)})
+    assert set(history.latest) == {"a", "c"} and set(history.before) == {"a"}
+    assert torch.equal(history.previous("a", {"w": torch.full((2,), 4.0)})["w"], torch.full((2,), 3.0))
+    assert history.previous("b", {"w": torch.full((2,), 5.0)}) is init  # forgotten: scored as new
