@@ -48,6 +48,6 @@ def test_help_describes_every_option() -> None:
     add_arguments(parser)
     options = [a for a in parser._actions if a.option_strings and "--help" not in a.option_strings]
     assert {a.option_strings[0] for a in options} == {
-        "--config", "--bootstrap", "--listen", "--announce-addr", "--ipfs-api", "--data-dir", "--device",
-        "--json"}
+        "--config", "--swarm", "--bootstrap", "--manifest", "--listen", "--announce-addr", "--ipfs-api",
+        "--data-dir", "--device", "--json"}
     assert all(a.help for a in options)
