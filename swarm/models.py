@@ -86,14 +86,15 @@ class ThesisCNN(nn.Module):
 class DPCNN(nn.Module):
     """The end-to-end CNN DP-SGD suits for 28x28 grey images (Papernot et al. 2021, "Tempered Sigmoid
     Activations for Deep Learning with Differential Privacy"; Tramer and Boneh 2021 use it for
-    Fashion-MNIST): 8x8 and 4x4 stride-2 convolutions, each followed by tanh and 2x2 stride-1 max-pooling
-    (28 -> 14 -> 13 -> 5 -> 4), fc 512->32, tanh, fc 32->classes; 26,010 parameters. Bounded
+    Fashion-MNIST, github.com/ftramer/Handcrafted-DP `MNIST_CNN`): 8x8 (padding 2) and 4x4 stride-2
+    convolutions, each followed by tanh and 2x2 stride-1 max-pooling (28 -> 13 -> 12 -> 5 -> 4), fc
+    512->32, tanh, fc 32->classes; 26,010 parameters. Bounded
     activations keep clipped, noisy updates from blowing activations up as ReLU lets them; there is no
     batch norm, which mixes samples and so breaks per-sample clipping."""
 
     def __init__(self, in_channels: int = 1, num_classes: int = 10) -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(in_channels, 16, 8, stride=2, padding=3)
+        self.conv1 = nn.Conv2d(in_channels, 16, 8, stride=2, padding=2)
         self.conv2 = nn.Conv2d(16, 32, 4, stride=2)
         self.fc1 = nn.Linear(32 * 4 * 4, 32)
         self.fc2 = nn.Linear(32, num_classes)
