@@ -106,9 +106,10 @@ def crafted(kind: str, honest: dict[str, torch.Tensor], seed: int) -> dict[str, 
 class Attackers:
     """One libp2p identity per attack kind, all in this process, sharing one private IPFS daemon; a
     thread re-announces every `every_s` with a fresh round. They skip `swarm-node publish` because it
-    (rightly) refuses non-finite snapshots, and announce the honest schema whatever they serve. They
-    craft from the swarm's common initial weights until the victim has a checkpoint, then from its
-    newest weights, so they are there from the honest peers' first round to their last."""
+    (rightly) refuses non-finite snapshots, and announce the honest schema and class order (both
+    public) whatever they serve. They craft from the swarm's common initial weights until the victim
+    has a checkpoint, then from its newest weights, so they are there from the honest peers' first
+    round to their last."""
 
     root: Path
     boot: str
@@ -118,7 +119,8 @@ class Attackers:
     published: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.initial = Learner(self.victim, load_shard(self.victim), torch.device("cpu")).init
+        learner = Learner(self.victim, load_shard(self.victim), torch.device("cpu"))
+        self.initial, self.labels = learner.init, learner.labels
         self.daemon = IpfsDaemon.start(self.root / "ipfs")
         self.store = IpfsStore(self.daemon.api_multiaddr)
         self.services = {k: GossipService(GossipConfig(swarm_id=SWARM, data_dir=self.root / k,
@@ -159,7 +161,8 @@ class Attackers:
         self.store.pin(cid)
         svc.publish(Announcement(cid=cid, publisher=svc.peer_id, round=rnd, schema=schema_fingerprint(honest),
                                  samples=200, loss=0.1, encoding="fp32", size=len(data),
-                                 timestamp=time.time(), addrs=(self.daemon.swarm_multiaddr,)))
+                                 timestamp=time.time(), addrs=(self.daemon.swarm_multiaddr,),
+                                 labels=self.labels))
         self.published[kind] = self.published.get(kind, 0) + 1
 
 
