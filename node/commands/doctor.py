@@ -6,6 +6,10 @@ daemon `join` would use; the swarm manifest `join` would take (given, or offered
 and whether that daemon can fetch it; the compute device and the free disk in the data dir. One line
 per check, OK / WARN / PROBLEM / SKIP, with what to do; exit code 1 if any PROBLEM. Settings are read
 as `join` reads them (flags, `SWARM_*`, `--config`), so doctor checks what `join` would do.
+
+A WARN is something `join` works around (behind NAT, a slightly wrong clock, little disk); a PROBLEM
+stops it or cuts this peer off. Doctor runs its own short-lived libp2p host under a fresh identity, so
+it can run beside a node of the same data dir.
 """
 
 from __future__ import annotations
