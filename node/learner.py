@@ -22,6 +22,7 @@ from node.config import NodeConfig
 from storage.manifest import Manifest, labels_fingerprint
 from swarm.data import INFO, load_dataset
 from swarm.dp_advice import plan_of, warning
+from swarm.features import client_inputs
 from swarm.labels import map_names, order_folders
 from swarm.merge import merge
 from swarm.models import build_model
@@ -157,6 +158,8 @@ class Learner:
         if init is not None:  # the swarm manifest's initial weights: every lineage has that root
             self.model.load_state_dict(init)
         self.model.to(device)
+        self._scratch = build_model(model_name, in_channels=shard.in_channels, num_classes=shard.num_classes)
+        self.shard = shard = replace(shard, data=client_inputs(self.model, [shard.data])[0])
         self.init = self.state()
         self.start = self.init  # the weights this round's training started from
         self.optimizer = make_optimizer(cfg.optimizer, self.model.parameters(), cfg.lr)
@@ -171,7 +174,6 @@ class Learner:
         self.schedule = schedule_from(vars(cfg))
         self.mask: Mask = full_mask(self.init) if self.schedule is not None else {}
         self.rng = random.Random(cfg.seed * 7919 + cfg.client)
-        self._scratch = build_model(model_name, in_channels=shard.in_channels, num_classes=shard.num_classes)
         self.private = self._make_private() if cfg.dp_epsilon > 0 else None
         self.best = BestModel(cfg.patience)
         self.best_state = self.state()

@@ -2,16 +2,18 @@
 # The search for a DP-SGD recipe that still learns, and its table, on swarm/configs/fmnist-dp-recipe.toml
 # (Fashion-MNIST iid, 10 clients x 6,000 images, dp-cnn, SGD, clipping norm 0.1). One run per
 # directory; finished runs are skipped, interrupted ones resume; two copies share the rows out:
-#   nice -n 10 bash docs/experiments/dp-recipe.sh search|table|samples|dac [RUNS_DIR] &   (SEEDS="0 1")
+#   nice -n 10 bash docs/experiments/dp-recipe.sh search|table|samples|scatter|dac [RUNS_DIR] &   (SEEDS="0 1")
 # search: without DP over the rate, for the same model at batch 64; then FedAvg at epsilon 3 over
 #         the expected batch (1024, 512, 2048) and the learning rate (80, 40, 20), 30 rounds (= epochs).
 # table:  the recipe (the config) at epsilon 3, 1, 8 and without DP, for FedAvg, centralised DP-SGD
 #         (one client holding all 60,000 images), gossip on the full graph and on a ring.
-# samples: FedAvg at epsilon 3 and without DP with 1,000 and 200 images per client.
+# samples: FedAvg at epsilon 3 and without DP with 1,000 and 200 images per client, dp-cnn and scatter-linear.
+# scatter: the same with a linear model on ScatterNet features (scatter-linear): its rate, then FedAvg,
+#          centralised and full-graph gossip at epsilon 3, 1 and without DP (SCATTER_LR, SCATTER_NODP_LR).
 # dac:    DAC (inverse loss) against random neighbours under DP, rotation, 1,000 images per client.
 # then: .venv/bin/python -m swarm.sim.grid table RUNS_DIR
 set -euo pipefail
-what=${1:?usage: dp-recipe.sh search|table|samples|dac [RUNS_DIR]}
+what=${1:?usage: dp-recipe.sh search|table|samples|scatter|dac [RUNS_DIR]}
 runs=${2:-runs/dp-recipe}
 CONFIG=swarm/configs/fmnist-dp-recipe.toml
 # shellcheck source=docs/experiments/sweep-run.sh
@@ -57,8 +59,31 @@ for seed in ${SEEDS:-0}; do
     # fewer images per client at the recipe's sampling rate (the batch shrinks with the data), so the
     # noise multiplier is the recipe's and only the signal per step falls
     for n in 1000 200; do
-      row "fedavg-n$n-e3-s$seed" seed="$seed" train_samples=$n dp_epsilon=3 "batch_size=$(( ${BATCH:-1024} * n / 6000 ))"
+      batch=$(( ${BATCH:-1024} * n / 6000 ))
+      row "fedavg-n$n-e3-s$seed" seed="$seed" train_samples=$n dp_epsilon=3 "batch_size=$batch"
       row "fedavg-n$n-nodp-s$seed" seed="$seed" train_samples=$n "${NODP[@]}"
+      row "fedavg-scatter-n$n-e3-s$seed" seed="$seed" model=scatter-linear "lr=${SCATTER_LR:-40}" \
+          train_samples=$n dp_epsilon=3 "batch_size=$batch"
+      row "fedavg-scatter-n$n-nodp-s$seed" seed="$seed" model=scatter-linear train_samples=$n dp_epsilon=0 \
+          batch_size=64 "lr=${SCATTER_NODP_LR:-0.2}"
+    done
+  elif [[ $what == scatter ]]; then
+    # the recipe's sampling and clipping with a linear model on ScatterNet features (scatter-linear):
+    # the rate first (epsilon 3 and without DP, FedAvg), then the table's goal rows at the best rate
+    SCAT=(model=scatter-linear)
+    for lr in 20 40 80; do
+      row "fedavg-scatter-e3-lr$lr-s$seed" seed="$seed" "${SCAT[@]}" dp_epsilon=3 lr=$lr
+    done
+    for lr in 0.05 0.2 0.8; do
+      row "fedavg-scatter-nodp-lr$lr-s$seed" seed="$seed" "${SCAT[@]}" dp_epsilon=0 batch_size=64 lr=$lr
+    done
+    for method in fedavg central gossip-full; do
+      method_sets $method
+      for eps in 3 1; do
+        row "$method-scatter-e$eps-s$seed" seed="$seed" "${SCAT[@]}" "lr=${SCATTER_LR:-40}" dp_epsilon=$eps "${sets[@]}"
+      done
+      row "$method-scatter-nodp-s$seed" seed="$seed" "${SCAT[@]}" dp_epsilon=0 batch_size=64 \
+          "lr=${SCATTER_NODP_LR:-0.2}" "${sets[@]}"
     done
   elif [[ $what == dac ]]; then
     # does similarity survive the noise? Rotation (20 clients: 14 / 4 / 1 / 1 see 0 / 180 / 10 / 350

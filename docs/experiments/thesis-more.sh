@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# What the thesis table still needs after docs/experiments/thesis-rotation.sh: DAC with cosine
-# similarity of updates at the thesis's other temperatures (100, 300; 200 is in the main table), and
-# the label-shift analogue (swarm/configs/fmnist-label-shift-thesis.toml). One run per directory;
+# What the thesis table still needs after docs/experiments/thesis-rotation.sh: the label-shift
+# analogue (swarm/configs/fmnist-label-shift-thesis.toml), then DAC with cosine similarity of updates
+# at the thesis's other temperatures (100, 300; 200 is in the main table). One run per directory;
 # finished runs are skipped, interrupted ones resume from checkpoint.pt; two copies share the rows out:
 #   nice -n 10 bash docs/experiments/thesis-more.sh [RUNS_DIR] &   (SEEDS="1 2", ROUNDS=300)
 #   nice -n 10 bash docs/experiments/thesis-more.sh [RUNS_DIR] &
-# then: .venv/bin/python -m swarm.sim.grid table RUNS_DIR/label-shift
+# then: .venv/bin/python -m swarm.sim.grid table RUNS_DIR/thesis-label-shift
 set -euo pipefail
 runs=${1:-runs}
 ROTATION=swarm/configs/fmnist-rotation-thesis.toml
@@ -13,10 +13,6 @@ LABEL_SHIFT=swarm/configs/fmnist-label-shift-thesis.toml
 # shellcheck source=docs/experiments/sweep-run.sh
 source "$(dirname "$0")/sweep-run.sh"
 
-for tau in 100 300; do
-  run "$ROTATION" "$runs/thesis-rotation" "dac-cosine-updates-tau$tau-s1" seed=1 strategy=dac \
-      similarity=cosine-updates tau=$tau
-done
 for seed in ${SEEDS:-1 2}; do
   ls_runs=$runs/thesis-label-shift
   run "$LABEL_SHIFT" "$ls_runs" "local-s$seed" seed="$seed" strategy=local lr=0.00005
@@ -26,4 +22,8 @@ for seed in ${SEEDS:-1 2}; do
   run "$LABEL_SHIFT" "$ls_runs" "ours-s$seed" seed="$seed" strategy=dac similarity=inverse-loss merge_guard=true \
       guard_tolerance=0.1 explore_unknown=true encoding=int8
   run "$LABEL_SHIFT" "$ls_runs" "panm-inverse-loss-s$seed" seed="$seed" strategy=panm similarity=inverse-loss
+done
+for tau in 100 300; do
+  run "$ROTATION" "$runs/thesis-rotation" "dac-cosine-updates-tau$tau-s1" seed=1 strategy=dac \
+      similarity=cosine-updates tau=$tau
 done

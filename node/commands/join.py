@@ -83,7 +83,8 @@ HELP = {
     "merge": "how the merge combines models: mean (default), median, trimmed-mean (sparse models: the "
              "mean where masks overlap)",
     "clip_norm": "clip each neighbour's distance to my weights to this norm before merging (0: off)",
-    "model": "architecture; empty: the data set's default (fashion-cnn, digits-mlp, lenet; resnet18)",
+    "model": "architecture; empty: the data set's default (fashion-cnn, digits-mlp, lenet; resnet18); for "
+             "DP-SGD: dp-cnn or scatter-linear (a linear model on fixed ScatterNet features, 28x28 images)",
     "seed": "swarm seed: the common initial weights and the data partition (every peer must use the same)",
     "local_epochs": "training epochs over the shard per round (default 1)",
     "batch_size": "training batch size (default 32)",

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from swarm.data import load_dataset
+from swarm.features import client_inputs
 from swarm.merge import MergeError, merge
 from swarm.models import build_model, pick_device
 from swarm.partition import ClientData, partition
@@ -153,6 +154,7 @@ def simulate(
         split=cfg.split,
     )
     model = build_model(cfg.model or ds.model, in_channels=ds.in_channels, num_classes=ds.num_classes)
+    clients = client_inputs(model, clients)
     layout = Layout(model)
     settings = TrainSettings(cfg.local_epochs, cfg.batch_size, cfg.lr, cfg.optimizer, cfg.seed)
     engine = make_engine(cfg, layout, clients, settings)
