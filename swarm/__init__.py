@@ -4,6 +4,7 @@
 - `labels`: class labels by name (image folders and data sets mapped to the swarm's class order).
 - `partition`: deterministic non-IID client partitions with train / validation / test splits.
 - `models`: the architectures, a registry by name, device selection.
+- `features`: fixed input features a model may ask for (ScatterNet), computed once per data set.
 - `training`: local training and evaluation of one model.
 - `privacy`: DP-SGD (Opacus) and its accounting.
 - `peer_privacy`: epsilon-aware neighbours: a ceiling on the epsilon a merged peer spent, noise-aware

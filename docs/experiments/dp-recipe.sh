@@ -9,7 +9,8 @@
 #         (one client holding all 60,000 images), gossip on the full graph and on a ring.
 # samples: FedAvg at epsilon 3 and without DP with 1,000 and 200 images per client, dp-cnn and scatter-linear.
 # scatter: the same with a linear model on ScatterNet features (scatter-linear): its rate, then FedAvg,
-#          centralised and full-graph gossip at epsilon 3, 1 and without DP (SCATTER_LR, SCATTER_NODP_LR).
+#          centralised, and gossip on the full graph and a ring, at epsilon 3, 1 and without DP
+#          (SCATTER_LR, SCATTER_NODP_LR).
 # dac:    DAC (inverse loss) against random neighbours under DP, rotation, 1,000 images per client.
 # then: .venv/bin/python -m swarm.sim.grid table RUNS_DIR
 set -euo pipefail
@@ -65,7 +66,7 @@ for seed in ${SEEDS:-0}; do
       row "fedavg-scatter-n$n-e3-s$seed" seed="$seed" model=scatter-linear "lr=${SCATTER_LR:-40}" \
           train_samples=$n dp_epsilon=3 "batch_size=$batch"
       row "fedavg-scatter-n$n-nodp-s$seed" seed="$seed" model=scatter-linear train_samples=$n dp_epsilon=0 \
-          batch_size=64 "lr=${SCATTER_NODP_LR:-0.2}"
+          batch_size=64 "lr=${SCATTER_NODP_LR:-0.8}"
     done
   elif [[ $what == scatter ]]; then
     # the recipe's sampling and clipping with a linear model on ScatterNet features (scatter-linear):
@@ -77,13 +78,13 @@ for seed in ${SEEDS:-0}; do
     for lr in 0.05 0.2 0.8; do
       row "fedavg-scatter-nodp-lr$lr-s$seed" seed="$seed" "${SCAT[@]}" dp_epsilon=0 batch_size=64 lr=$lr
     done
-    for method in fedavg central gossip-full; do
+    for method in fedavg central gossip-full gossip-ring; do
       method_sets $method
       for eps in 3 1; do
         row "$method-scatter-e$eps-s$seed" seed="$seed" "${SCAT[@]}" "lr=${SCATTER_LR:-40}" dp_epsilon=$eps "${sets[@]}"
       done
       row "$method-scatter-nodp-s$seed" seed="$seed" "${SCAT[@]}" dp_epsilon=0 batch_size=64 \
-          "lr=${SCATTER_NODP_LR:-0.2}" "${sets[@]}"
+          "lr=${SCATTER_NODP_LR:-0.8}" "${sets[@]}"
     done
   elif [[ $what == dac ]]; then
     # does similarity survive the noise? Rotation (20 clients: 14 / 4 / 1 / 1 see 0 / 180 / 10 / 350
