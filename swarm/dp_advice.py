@@ -126,8 +126,9 @@ def warning(plan: NoisePlan) -> str | None:
             f"{plan.expected_batch:.0f}: less noise per step, with a larger learning rate for the fewer "
             "steps); a smaller model" + ("; plain SGD, which tolerates noisier steps than "
                                         f"{plan.optimizer}" if plan.adaptive else "") + ". A recipe "
-            "that learns under DP: model dp-cnn, plain SGD at lr 80, clipping norm 0.1, an expected batch "
-            "of a sixth of the samples (docs/results.md, \"A DP-SGD recipe that still learns\").")
+            "that learns under DP: model scatter-linear (28x28 images; lr 40) or dp-cnn (lr 80), plain SGD, "
+            "clipping norm 0.1, an expected batch of a sixth of the samples (docs/results.md, \"A DP-SGD "
+            "recipe that still learns\").")
 
 
 def plan_of(private: PrivateTraining, optimizer: str) -> NoisePlan:

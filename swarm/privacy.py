@@ -128,8 +128,8 @@ def check_dp_model(model: nn.Module) -> None:
     if errors:
         first = str(errors[0]).splitlines()[0]
         raise PrivacyConfigError(f"this model cannot be trained with DP-SGD ({first}); pick a model "
-                                 "without batch norm, e.g. dp-cnn (made for DP-SGD), fashion-cnn, lenet or "
-                                 "digits-mlp")
+                                 "without batch norm, e.g. scatter-linear or dp-cnn (made for DP-SGD), "
+                                 "fashion-cnn, lenet or digits-mlp")
 
 
 @dataclass
