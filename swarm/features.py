@@ -21,6 +21,7 @@ from swarm.errors import SwarmError
 from swarm.partition import ClientData
 
 SCATTER_SIDE = 28  # the image side the scatter features (and so the scatter-linear model) are built for
+SCATTER_OUT_SIDE = SCATTER_SIDE // 4  # each map's side: the scattering's 2 octaves (J = 2) subsample by 4
 SCATTER_MAPS = 81  # maps per input channel at J = 2, L = 8: 1 + J L + L^2 J (J - 1) / 2
 SCATTER_GROUPS = 27  # Tramer and Boneh's GroupNorm groups over those 81 maps
 CHUNK = 1000  # images per scattering call: bounds the memory of the 4-D wavelet convolutions
@@ -51,13 +52,14 @@ def scatter(images: torch.Tensor) -> torch.Tensor:
                                 f"{tuple(images.shape)}; pick a model for this data's size (digits-mlp for "
                                 "8x8, lenet for 32x32)")
     n, channels = images.shape[:2]
+    if n == 0:  # an empty split (no validation images): nothing for the scattering to take
+        return images.new_zeros(0, SCATTER_MAPS * channels, SCATTER_OUT_SIDE, SCATTER_OUT_SIDE)
     out = []
     with torch.no_grad():
         for start in range(0, n, CHUNK):
             chunk = (images[start:start + CHUNK].float() + 1) / 2  # back to [0, 1], the scale it was made for
             out.append(scattering()(chunk).flatten(1, 2))
-    maps = torch.cat(out) if out else images.new_zeros(0, SCATTER_MAPS * channels, 7, 7)
-    return F.group_norm(maps, SCATTER_GROUPS * channels)
+    return F.group_norm(torch.cat(out), SCATTER_GROUPS * channels)
 
 
 FEATURES: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {"scatter": scatter}

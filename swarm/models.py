@@ -14,7 +14,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from swarm.errors import SwarmError
-from swarm.features import SCATTER_MAPS, SCATTER_SIDE
+from swarm.features import SCATTER_MAPS, SCATTER_OUT_SIDE
 
 
 def stacked_cnn(
@@ -117,8 +117,7 @@ class ScatterLinear(nn.Module):
 
     def __init__(self, in_channels: int = 1, num_classes: int = 10) -> None:
         super().__init__()
-        side = SCATTER_SIDE // 4  # the scattering's two octaves (J = 2) subsample by 4
-        self.fc = nn.Linear(SCATTER_MAPS * in_channels * side * side, num_classes)
+        self.fc = nn.Linear(SCATTER_MAPS * in_channels * SCATTER_OUT_SIDE**2, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(x.flatten(1))
