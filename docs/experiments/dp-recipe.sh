@@ -23,6 +23,9 @@ row() { run "$CONFIG" "$runs/$what" "$@"; }
 
 # without DP the same model learns best with small batches and a small rate (the search's nodp rows)
 NODP=(dp_epsilon=0 batch_size=64 "lr=${NODP_LR:-0.2}")
+# scatter-linear (a linear model on ScatterNet features) at the rates its search (scatter) chose
+SCAT=(model=scatter-linear "lr=${SCATTER_LR:-40}")
+SCAT_NODP=(model=scatter-linear dp_epsilon=0 batch_size=64 "lr=${SCATTER_NODP_LR:-0.8}")
 method_sets() {  # the keys of a method: fedavg, central (one client with all 60,000 images), gossip-TOPOLOGY
   case $1 in
     fedavg) sets=() ;;
@@ -63,28 +66,24 @@ for seed in ${SEEDS:-0}; do
       batch=$(( ${BATCH:-1024} * n / 6000 ))
       row "fedavg-n$n-e3-s$seed" seed="$seed" train_samples=$n dp_epsilon=3 "batch_size=$batch"
       row "fedavg-n$n-nodp-s$seed" seed="$seed" train_samples=$n "${NODP[@]}"
-      row "fedavg-scatter-n$n-e3-s$seed" seed="$seed" model=scatter-linear "lr=${SCATTER_LR:-40}" \
-          train_samples=$n dp_epsilon=3 "batch_size=$batch"
-      row "fedavg-scatter-n$n-nodp-s$seed" seed="$seed" model=scatter-linear train_samples=$n dp_epsilon=0 \
-          batch_size=64 "lr=${SCATTER_NODP_LR:-0.8}"
+      row "fedavg-scatter-n$n-e3-s$seed" seed="$seed" "${SCAT[@]}" train_samples=$n dp_epsilon=3 "batch_size=$batch"
+      row "fedavg-scatter-n$n-nodp-s$seed" seed="$seed" "${SCAT_NODP[@]}" train_samples=$n
     done
   elif [[ $what == scatter ]]; then
     # the recipe's sampling and clipping with a linear model on ScatterNet features (scatter-linear):
     # the rate first (epsilon 3 and without DP, FedAvg), then the table's goal rows at the best rate
-    SCAT=(model=scatter-linear)
     for lr in 20 40 80; do
-      row "fedavg-scatter-e3-lr$lr-s$seed" seed="$seed" "${SCAT[@]}" dp_epsilon=3 lr=$lr
+      row "fedavg-scatter-e3-lr$lr-s$seed" seed="$seed" model=scatter-linear dp_epsilon=3 lr=$lr
     done
     for lr in 0.05 0.2 0.8; do
-      row "fedavg-scatter-nodp-lr$lr-s$seed" seed="$seed" "${SCAT[@]}" dp_epsilon=0 batch_size=64 lr=$lr
+      row "fedavg-scatter-nodp-lr$lr-s$seed" seed="$seed" model=scatter-linear dp_epsilon=0 batch_size=64 lr=$lr
     done
     for method in fedavg central gossip-full gossip-ring; do
       method_sets $method
       for eps in 3 1; do
-        row "$method-scatter-e$eps-s$seed" seed="$seed" "${SCAT[@]}" "lr=${SCATTER_LR:-40}" dp_epsilon=$eps "${sets[@]}"
+        row "$method-scatter-e$eps-s$seed" seed="$seed" "${SCAT[@]}" dp_epsilon=$eps "${sets[@]}"
       done
-      row "$method-scatter-nodp-s$seed" seed="$seed" "${SCAT[@]}" dp_epsilon=0 batch_size=64 \
-          "lr=${SCATTER_NODP_LR:-0.8}" "${sets[@]}"
+      row "$method-scatter-nodp-s$seed" seed="$seed" "${SCAT_NODP[@]}" "${sets[@]}"
     done
   elif [[ $what == dac ]]; then
     # does similarity survive the noise? Rotation (20 clients: 14 / 4 / 1 / 1 see 0 / 180 / 10 / 350
