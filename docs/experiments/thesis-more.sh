@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # What the thesis table still needs after docs/experiments/thesis-rotation.sh: the label-shift
-# analogue (swarm/configs/fmnist-label-shift-thesis.toml), then DAC with cosine similarity of updates
-# at the thesis's other temperatures (100, 300; 200 is in the main table). One run per directory;
-# finished runs are skipped, interrupted ones resume from checkpoint.pt; two copies share the rows out:
+# analogue (swarm/configs/fmnist-label-shift-thesis.toml, every row of the rotation table), then DAC
+# with cosine similarity of updates at the thesis's other temperatures (100, 300; 200 is in the main
+# table). One run per directory; finished runs are skipped, interrupted ones resume from checkpoint.pt;
+# two copies share the rows out:
 #   nice -n 10 bash docs/experiments/thesis-more.sh [RUNS_DIR] &   (SEEDS="1 2", ROUNDS=300)
 #   nice -n 10 bash docs/experiments/thesis-more.sh [RUNS_DIR] &
 # then: .venv/bin/python -m swarm.sim.grid table RUNS_DIR/thesis-label-shift
@@ -22,6 +23,9 @@ for seed in ${SEEDS:-1 2}; do
   run "$LABEL_SHIFT" "$ls_runs" "ours-s$seed" seed="$seed" strategy=dac similarity=inverse-loss merge_guard=true \
       guard_tolerance=0.1 explore_unknown=true encoding=int8
   run "$LABEL_SHIFT" "$ls_runs" "panm-inverse-loss-s$seed" seed="$seed" strategy=panm similarity=inverse-loss
+  # tau 200, the metric's default here as on rotation; the thesis tried 1, 10, 30, 80 and 200 for it
+  run "$LABEL_SHIFT" "$ls_runs" "dac-cosine-updates-s$seed" seed="$seed" strategy=dac similarity=cosine-updates
+  run "$LABEL_SHIFT" "$ls_runs" "panm-cosine-s$seed" seed="$seed" strategy=panm similarity=panm
 done
 for tau in 100 300; do
   run "$ROTATION" "$runs/thesis-rotation" "dac-cosine-updates-tau$tau-s1" seed=1 strategy=dac \
