@@ -159,13 +159,13 @@ class Learner:
             self.model.load_state_dict(init)
         self.model.to(device)
         self._scratch = build_model(model_name, in_channels=shard.in_channels, num_classes=shard.num_classes)
-        self.shard = shard = replace(shard, data=client_inputs(self.model, [shard.data])[0])
+        # What the model reads: the shard's images, or features computed from them once (scatter-linear).
+        self.data = client_inputs(self.model, [shard.data])[0]
         self.init = self.state()
         self.start = self.init  # the weights this round's training started from
         self.optimizer = make_optimizer(cfg.optimizer, self.model.parameters(), cfg.lr)
         generator = torch.Generator().manual_seed(cfg.seed * 1000 + cfg.client)
-        data = shard.data
-        self.train_batches = ShuffledBatches(data.train_x, data.train_y, cfg.batch_size, generator)
+        self.train_batches = ShuffledBatches(self.data.train_x, self.data.train_y, cfg.batch_size, generator)
         # What the strategy asks of a node (scores or not, the metric), resolved as the simulator does.
         self.needs = resolve_needs(cfg.strategy, "node", cfg.similarity)
         self.strategy = configured_strategy(cfg.strategy, self.needs, vars(cfg))
@@ -184,7 +184,7 @@ class Learner:
             raise PrivacyConfigError("--dp-epsilon needs --rounds: the noise is planned so that the whole "
                                      "training spends exactly the budget")
         budget = PrivacyBudget(cfg.dp_epsilon, cfg.dp_delta, cfg.dp_max_grad_norm)
-        data = TensorDataset(self.shard.data.train_x, self.shard.data.train_y)
+        data = TensorDataset(self.data.train_x, self.data.train_y)
         loader = DataLoader(data, batch_size=cfg.batch_size)
         # The noise must be secret: from settings peers share (seed, client) anyone could draw it
         # again and subtract it from the published weights, and a restarted node would repeat it.
@@ -209,7 +209,7 @@ class Learner:
 
     @property
     def samples(self) -> int:
-        return len(self.shard.data.train_y)
+        return len(self.data.train_y)
 
     def state(self) -> StateDict:
         return {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
@@ -242,18 +242,18 @@ class Learner:
         return density(self.mask) if self.mask else 1.0
 
     def evaluate(self, split: str = "val") -> tuple[float, float]:
-        return evaluate(self.model, [split_of(self.shard.data, split)], self.device)
+        return evaluate(self.model, [split_of(self.data, split)], self.device)
 
     def _on_my_data(self, state: StateDict, split: str) -> tuple[float, float]:
         self._scratch.load_state_dict(state)
-        return evaluate(self._scratch, [split_of(self.shard.data, split)])
+        return evaluate(self._scratch, [split_of(self.data, split)])
 
     def loss_on_my_data(self, theirs: StateDict, split: str = "train") -> float:
         return self._on_my_data(theirs, split)[0]
 
     @property
     def has_val(self) -> bool:
-        return len(self.shard.data.val_y) > 0
+        return len(self.data.val_y) > 0
 
     def judge(self, round_: int) -> tuple[float, float]:
         """Validation loss and accuracy of the model held now (just trained, or just merged); kept if it
