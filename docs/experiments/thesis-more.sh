@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # What the thesis table still needs after docs/experiments/thesis-rotation.sh: the label-shift
-# analogue (swarm/configs/fmnist-label-shift-thesis.toml, every row of the rotation table), then DAC
-# with cosine similarity of updates at the thesis's other temperatures (100, 300; 200 is in the main
-# table). One run per directory; finished runs are skipped, interrupted ones resume from checkpoint.pt;
+# analogue (swarm/configs/fmnist-label-shift-thesis.toml, every row of the rotation table) for the
+# first seed, then DAC with cosine similarity of updates on rotation at the thesis's other
+# temperatures (100, 300; 200 is in the main table), then the other seeds. One run per directory; finished runs are skipped, interrupted ones resume from checkpoint.pt;
 # two copies share the rows out:
 #   nice -n 10 bash docs/experiments/thesis-more.sh [RUNS_DIR] &   (SEEDS="1 2", ROUNDS=300)
 #   nice -n 10 bash docs/experiments/thesis-more.sh [RUNS_DIR] &
@@ -14,20 +14,27 @@ LABEL_SHIFT=swarm/configs/fmnist-label-shift-thesis.toml
 # shellcheck source=docs/experiments/sweep-run.sh
 source "$(dirname "$0")/sweep-run.sh"
 
-for seed in ${SEEDS:-1 2}; do
-  ls_runs=$runs/thesis-label-shift
-  run "$LABEL_SHIFT" "$ls_runs" "local-s$seed" seed="$seed" strategy=local lr=0.00005
-  run "$LABEL_SHIFT" "$ls_runs" "random-s$seed" seed="$seed" strategy=random
-  run "$LABEL_SHIFT" "$ls_runs" "oracle-s$seed" seed="$seed" strategy=oracle
-  run "$LABEL_SHIFT" "$ls_runs" "dac-inverse-loss-s$seed" seed="$seed" strategy=dac similarity=inverse-loss
-  run "$LABEL_SHIFT" "$ls_runs" "ours-s$seed" seed="$seed" strategy=dac similarity=inverse-loss merge_guard=true \
+label_shift() {
+  local seed=$1 dir=$runs/thesis-label-shift
+  run "$LABEL_SHIFT" "$dir" "local-s$seed" seed="$seed" strategy=local lr=0.00005
+  run "$LABEL_SHIFT" "$dir" "random-s$seed" seed="$seed" strategy=random
+  run "$LABEL_SHIFT" "$dir" "oracle-s$seed" seed="$seed" strategy=oracle
+  run "$LABEL_SHIFT" "$dir" "dac-inverse-loss-s$seed" seed="$seed" strategy=dac similarity=inverse-loss
+  run "$LABEL_SHIFT" "$dir" "ours-s$seed" seed="$seed" strategy=dac similarity=inverse-loss merge_guard=true \
       guard_tolerance=0.1 explore_unknown=true encoding=int8
-  run "$LABEL_SHIFT" "$ls_runs" "panm-inverse-loss-s$seed" seed="$seed" strategy=panm similarity=inverse-loss
+  run "$LABEL_SHIFT" "$dir" "panm-inverse-loss-s$seed" seed="$seed" strategy=panm similarity=inverse-loss
   # tau 200, the metric's default here as on rotation; the thesis tried 1, 10, 30, 80 and 200 for it
-  run "$LABEL_SHIFT" "$ls_runs" "dac-cosine-updates-s$seed" seed="$seed" strategy=dac similarity=cosine-updates
-  run "$LABEL_SHIFT" "$ls_runs" "panm-cosine-s$seed" seed="$seed" strategy=panm similarity=panm
-done
+  run "$LABEL_SHIFT" "$dir" "dac-cosine-updates-s$seed" seed="$seed" strategy=dac similarity=cosine-updates
+  run "$LABEL_SHIFT" "$dir" "panm-cosine-s$seed" seed="$seed" strategy=panm similarity=panm
+}
+
+# The first seed's table, then the rotation rows, then the other seeds.
+read -r -a seeds <<< "${SEEDS:-1 2}"
+label_shift "${seeds[0]}"
 for tau in 100 300; do
   run "$ROTATION" "$runs/thesis-rotation" "dac-cosine-updates-tau$tau-s1" seed=1 strategy=dac \
       similarity=cosine-updates tau=$tau
+done
+for seed in "${seeds[@]:1}"; do
+  label_shift "$seed"
 done
