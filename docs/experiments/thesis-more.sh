@@ -2,8 +2,8 @@
 # What the thesis table still needs after docs/experiments/thesis-rotation.sh: the label-shift
 # analogue (swarm/configs/fmnist-label-shift-thesis.toml, every row of the rotation table) for the
 # first seed, then DAC with cosine similarity of updates on rotation at the thesis's other
-# temperatures (100, 300; 200 is in the main table), then the other seeds. One run per directory; finished runs are skipped, interrupted ones resume from checkpoint.pt;
-# two copies share the rows out:
+# temperatures (100, 300; 200 is in the main table), then the other seeds. One run per directory;
+# finished runs are skipped, interrupted ones resume from checkpoint.pt; two copies share the rows out:
 #   nice -n 10 bash docs/experiments/thesis-more.sh [RUNS_DIR] &   (SEEDS="1 2", ROUNDS=300)
 #   nice -n 10 bash docs/experiments/thesis-more.sh [RUNS_DIR] &
 # then: .venv/bin/python -m swarm.sim.grid table RUNS_DIR/thesis-label-shift

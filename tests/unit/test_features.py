@@ -83,4 +83,5 @@ def test_a_node_trains_and_tests_the_scatter_model_on_its_shard() -> None:
     learner.train(None)
     learner.train(None)
     assert learner.data.train_x.shape[1:] == (81, 7, 7)
+    assert learner.shard.in_channels == 1  # the user's shard keeps its images
     assert learner.evaluate("test")[1] > max(0.5, before[1])  # chance is 0.1
