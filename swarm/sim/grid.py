@@ -65,8 +65,8 @@ def table(out: Path) -> str:
 
     lines = [
         "| variant | seeds | mean acc | std over clients | min acc | max acc | purity | merged purity "
-        "| MB sent | s/round |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| MB sent | s/round | CPU s/round |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, runs in groups.items():
         finals = [r["final"] for r in runs]
@@ -78,6 +78,10 @@ def table(out: Path) -> str:
             cells.append(ms(values) if values else "-")
         cells.append(f"{statistics.fmean(r['bytes_sent_total'] for r in runs) / 1e6:.1f}")
         cells.append(f"{statistics.fmean(r['wall_s'] / max(len(r['rounds']), 1) for r in runs):.1f}")
+        # Runs from before cpu_s was recorded (or resumed across that change) have no full column.
+        cpu = [statistics.fmean(x["cpu_s"] for x in r["rounds"]) for r in runs
+               if r["rounds"] and all(x.get("cpu_s") is not None for x in r["rounds"])]
+        cells.append(f"{statistics.fmean(cpu):.1f}" if len(cpu) == len(runs) else "-")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

@@ -29,6 +29,7 @@ ROUND_FIELDS = [
     "active",
     "bytes_sent",
     "wall_s",
+    "cpu_s",
     "epsilon",
     "density",
     "spread_trained",  # the spread of the models just trained, before this round's merge

@@ -201,7 +201,7 @@ def simulate(
         log.info("simulate: resuming at round %d of %d", first, cfg.rounds)
 
     for r in range(first, cfg.rounds if active.any() else first):
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), time.process_time()
         start = flat
         flat, train_loss = engine.train(flat, r, active)
         if pruning is not None:
@@ -286,6 +286,8 @@ def simulate(
             "active": int(active.sum()),
             "bytes_sent": int(round_bytes),
             "wall_s": time.perf_counter() - t0,
+            # what a round costs, unlike wall_s unmoved by other processes or a paused run
+            "cpu_s": time.process_time() - cpu0,
             "epsilon": largest(spent(engine, n)),
             "density": float(pruning.density(masks).mean()) if pruning is not None else 1.0,
             "spread_trained": trained_spread,

@@ -34,7 +34,7 @@ def comparable(result: SimResult) -> dict:
     record = dataclasses.asdict(result)
     record.pop("wall_s")
     for row in record["rounds"]:
-        row.pop("wall_s")
+        row.pop("wall_s"), row.pop("cpu_s")
     return record
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from swarm.sim import grid
 from swarm.sim.config import ConfigError, SimConfig, load_config
 from swarm.sim.simulator import simulate
 from swarm.sim.wire import RawWire
@@ -55,8 +56,9 @@ def test_dac_runs_with_every_metric(metric: str) -> None:
 def test_same_seed_same_run_other_seed_other_run() -> None:
     a, b = (simulate(SimConfig(strategy="dac", **FAST)) for _ in range(2))
     c = simulate(SimConfig(strategy="dac", **{**FAST, "seed": 1}))
-    strip = [{k: v for k, v in r.items() if k != "wall_s"} for r in a.rounds]
-    assert strip == [{k: v for k, v in r.items() if k != "wall_s"} for r in b.rounds]
+    timing = ("wall_s", "cpu_s")
+    strip = [{k: v for k, v in r.items() if k not in timing} for r in a.rounds]
+    assert strip == [{k: v for k, v in r.items() if k not in timing} for r in b.rounds]
     assert a.per_client != c.per_client
 
 
@@ -119,6 +121,10 @@ def test_cli_writes_the_summary_contract(tmp_path: Path) -> None:
     assert summary["bytes_sent_total"] == sum(r["bytes_sent"] for r in summary["rounds"])
     with open(out / "rounds.csv") as f:
         assert len(list(csv.DictReader(f))) == 3
+    cpu = [r["cpu_s"] for r in summary["rounds"]]
+    assert all(c > 0 for c in cpu)
+    header, _, row = grid.table(tmp_path).splitlines()
+    assert header.endswith("| s/round | CPU s/round |") and row.endswith(f"| {statistics.fmean(cpu):.1f} |")
     assert (out / "accuracy.png").stat().st_size > 1000 and (out / "clients.png").stat().st_size > 1000
     bad = subprocess.run([*args, "--set", "strategy=nope"], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "choose one of" in bad.stderr and "Traceback" not in bad.stderr
