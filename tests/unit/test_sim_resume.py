@@ -34,7 +34,8 @@ def comparable(result: SimResult) -> dict:
     record = dataclasses.asdict(result)
     record.pop("wall_s")
     for row in record["rounds"]:
-        row.pop("wall_s"), row.pop("cpu_s")
+        for timing in ("wall_s", "cpu_s"):
+            row.pop(timing)
     return record
 
 
