@@ -6,8 +6,11 @@ STAMP_SYS := $(VENV)/.system-ok
 STAMP_PY := $(VENV)/.deps-ok
 JSIPFS := tools/ipfs/node_modules/.bin/jsipfs
 
-# Tests run in a loopback-only network namespace when possible (tools/loopback-only).
+# Tests run in a loopback-only network namespace when possible (tools/loopback-only), one pytest
+# worker per core (at most 4): most integration tests wait on rounds and daemons, so two workers
+# on CI's 2 cores roughly halve the run.
 NETNS := tools/loopback-only
+WORKERS := -n auto --maxprocesses 4 --dist worksteal
 
 .PHONY: demo test setup lint unit integration bench clean
 
@@ -15,7 +18,7 @@ demo: setup
 	$(VENV)/bin/swarm-node demo $(ARGS)
 
 test: setup lint
-	$(NETNS) $(VENV)/bin/pytest $(PYTEST_ARGS)
+	$(NETNS) $(VENV)/bin/pytest $(WORKERS) $(PYTEST_ARGS)
 
 setup: $(STAMP_SYS) $(STAMP_PY) $(JSIPFS)
 
@@ -39,10 +42,10 @@ lint: $(STAMP_PY)
 	$(VENV)/bin/mypy p2p storage
 
 unit: setup
-	$(NETNS) $(VENV)/bin/pytest -m "not integration" $(PYTEST_ARGS)
+	$(NETNS) $(VENV)/bin/pytest $(WORKERS) -m "not integration" $(PYTEST_ARGS)
 
 integration: setup
-	$(NETNS) $(VENV)/bin/pytest -m integration $(PYTEST_ARGS)
+	$(NETNS) $(VENV)/bin/pytest $(WORKERS) -m integration $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) tools/ipfs/node_modules .pytest_cache .ruff_cache .mypy_cache

@@ -18,6 +18,7 @@ INTEGRATION_DIR = Path(__file__).parent / "integration"
 # Every process this run starts inherits this variable (IpfsDaemon and the node children copy
 # os.environ), also once orphaned to PID 1 and even when it rewrites its command line (js-ipfs renames
 # itself `ipfs`). A fresh value per run means the check can never touch another run's or user's processes.
+# Under pytest-xdist every worker draws its own and checks the processes its own tests started.
 RUN_MARK = "SWARM_TEST_RUN"
 LEFTOVER_GRACE_S = 5.0  # a daemon whose node just died is still shutting down: give it this long
 
