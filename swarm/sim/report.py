@@ -145,13 +145,19 @@ def mean_curves(run_dirs: Sequence[Path]) -> tuple[dict[str, list[float]], str]:
     return curves, "test" if every_round else "validation"
 
 
+def line_styles(n: int) -> list[tuple[str, str]]:
+    """(colour, line style) of `n` lines, no two alike up to 30: matplotlib's 10 colours, solid, then
+    dashed, then dotted (a plot of every thesis row has 11 variants)."""
+    return [(f"C{i % 10}", ("-", "--", ":")[i // 10 % 3]) for i in range(n)]
+
+
 def compare(out_png: Path, run_dirs: Sequence[Path]) -> None:
     """One line per variant: `mean_curves` drawn into `out_png`."""
     plt = pyplot()
     curves, split = mean_curves(run_dirs)
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for label, curve in curves.items():
-        ax.plot(range(len(curve)), curve, label=label)
+    for (label, curve), (colour, linestyle) in zip(curves.items(), line_styles(len(curves)), strict=True):
+        ax.plot(range(len(curve)), curve, label=label, color=colour, linestyle=linestyle)
     ax.set(xlabel="round", ylabel=f"mean client {split} accuracy")
     ax.legend(fontsize=8)
     fig.tight_layout()
