@@ -63,7 +63,8 @@ def write_outputs(result: SimResult, out: Path) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     write_atomic(out / "summary.json", json.dumps(summary(result), indent=1).encode())
     with open(out / "rounds.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=ROUND_FIELDS)
+        # a list per round (cluster_purity) stays in summary.json: one CSV column per field
+        writer = csv.DictWriter(f, fieldnames=ROUND_FIELDS, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(result.rounds)
     return [out / "summary.json", out / "rounds.csv", *plot_run(result, out)]

@@ -122,6 +122,13 @@ def purity(chosen: Mapping[int, list[int]], clusters: list[int]) -> float | None
     return sum(clusters[i] == clusters[j] for i, j in picks) / len(picks)
 
 
+def purity_by_cluster(chosen: Mapping[int, list[int]], clusters: list[int]) -> list[float | None]:
+    """`purity` of the choices each cluster's clients made, cluster 0 first: the overall figure hides
+    a small cluster whose clients choose outsiders behind a large one that keeps to itself."""
+    return [purity({i: js for i, js in chosen.items() if clusters[i] == c}, clusters)
+            for c in range(max(clusters) + 1)]
+
+
 def simulate(
     cfg: SimConfig,
     *,
@@ -282,6 +289,7 @@ def simulate(
             "val_acc": float(val_acc.mean()) if val_acc is not None else None,
             "train_loss": float(train_loss.nanmean()),
             "purity": purity(chosen, clusters),
+            "cluster_purity": purity_by_cluster(chosen, clusters),
             "merged_purity": purity(merged_pairs, clusters),
             "active": int(active.sum()),
             "bytes_sent": int(round_bytes),

@@ -14,7 +14,7 @@ import torch
 
 from swarm.sim import grid
 from swarm.sim.config import ConfigError, SimConfig, load_config
-from swarm.sim.simulator import simulate
+from swarm.sim.simulator import purity_by_cluster, simulate
 from swarm.sim.wire import RawWire
 from swarm.similarity import SIMILARITIES
 from swarm.strategies import STRATEGIES
@@ -70,7 +70,7 @@ def test_dac_beats_local_and_picks_purer_neighbours_than_random() -> None:
 
 def test_oracle_is_pure_and_fedavg_is_one_model() -> None:
     oracle = simulate(SimConfig(strategy="oracle", partition="label-shift", **FAST))
-    assert all(r["purity"] == 1.0 for r in oracle.rounds)
+    assert all(r["purity"] == 1.0 and set(r["cluster_purity"]) == {1.0} for r in oracle.rounds)
     fed = simulate(SimConfig(strategy="fedavg", partition="iid", **FAST))
     model_bytes = fed.rounds[0]["bytes_sent"] / (2 * 8)
     assert model_bytes == 4 * sum(p.numel() for p in torch.nn.Linear(64, 64).parameters()) + 4 * 650
@@ -153,3 +153,9 @@ def test_judging_merged_models_changes_which_model_is_kept_not_how_clients_train
     judged, trained_only = (simulate(SimConfig(**cfg, judge_merged=j)) for j in (True, False))
     assert [r["train_loss"] for r in judged.rounds] == [r["train_loss"] for r in trained_only.rounds]
     assert judged.per_client != trained_only.per_client  # some client kept a merged model
+
+
+def test_purity_per_cluster_counts_each_clusters_own_choices() -> None:
+    clusters = [0, 0, 1, 1, 2]
+    chosen = {0: [1, 2], 1: [0], 2: [3], 3: [], 4: []}  # cluster 2 chose nobody
+    assert purity_by_cluster(chosen, clusters) == [pytest.approx(2 / 3), 1.0, None]
