@@ -36,6 +36,9 @@ ROUND_FIELDS = [
     "spread",  # after the merge: the models the peers hold at the end of the round
 ]
 
+# Lists per round (one value per cluster): in summary.json's rounds, not rounds.csv's columns.
+JSON_ONLY_FIELDS = ("cluster_purity",)
+
 
 def summary(result: SimResult) -> dict[str, Any]:
     acc = result.per_client
@@ -63,10 +66,9 @@ def write_outputs(result: SimResult, out: Path) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     write_atomic(out / "summary.json", json.dumps(summary(result), indent=1).encode())
     with open(out / "rounds.csv", "w", newline="") as f:
-        # a list per round (cluster_purity) stays in summary.json: one CSV column per field
-        writer = csv.DictWriter(f, fieldnames=ROUND_FIELDS, extrasaction="ignore")
+        writer = csv.DictWriter(f, fieldnames=ROUND_FIELDS)  # a field missing from ROUND_FIELDS raises
         writer.writeheader()
-        writer.writerows(result.rounds)
+        writer.writerows({k: v for k, v in row.items() if k not in JSON_ONLY_FIELDS} for row in result.rounds)
     return [out / "summary.json", out / "rounds.csv", *plot_run(result, out)]
 
 
