@@ -72,6 +72,7 @@ class NodeConfig:
     tau_growth: float = 0.0  # dac: tau_t = tau + tau_growth * round
     explore_unknown: bool = True  # dac
     two_hop: bool = True  # dac
+    two_hop_cap: bool = False  # dac
     aggregate: str = "samples"  # dac: "samples" or "similarity"
     stage1_rounds: int = 50  # panm
     reestimate_every: int = 2  # panm

@@ -2,7 +2,8 @@
 # What the thesis table still needs after docs/experiments/thesis-rotation.sh: the label-shift
 # analogue (swarm/configs/fmnist-label-shift-thesis.toml, every row of the rotation table) for the
 # first seed, then DAC with cosine similarity of updates on rotation at the thesis's other
-# temperatures (100, 300; 200 is in the main table), then the other seeds. One run per directory;
+# temperatures (100, 300; 200 is in the main table), then the other seeds, then the rows with DAC's
+# 2-hop estimates capped. One run per directory;
 # finished runs are skipped, interrupted ones resume from checkpoint.pt; two copies share the rows out:
 #   nice -n 10 bash docs/experiments/thesis-more.sh [RUNS_DIR] &   (SEEDS="1 2", ROUNDS=300)
 #   nice -n 10 bash docs/experiments/thesis-more.sh [RUNS_DIR] &
@@ -37,4 +38,20 @@ for tau in 100 300; do
 done
 for seed in "${seeds[@]:1}"; do
   label_shift "$seed"
+done
+
+# DAC's 2-hop estimates capped at the similarity of the neighbour they came through (two_hop_cap,
+# docs/results.md "DAC's 2-hop estimates mislead early"): ours with the cap on both experiments and
+# seeds, and DAC with inverse loss plus the cap alone on the first seed, to isolate the cap's effect.
+for seed in "${seeds[@]}"; do
+  run "$ROTATION" "$runs/thesis-rotation" "ours-two-hop-cap-s$seed" seed="$seed" strategy=dac \
+      similarity=inverse-loss merge_guard=true guard_tolerance=0.1 explore_unknown=true encoding=int8 \
+      two_hop_cap=true
+  run "$LABEL_SHIFT" "$runs/thesis-label-shift" "ours-two-hop-cap-s$seed" seed="$seed" strategy=dac \
+      similarity=inverse-loss merge_guard=true guard_tolerance=0.1 explore_unknown=true encoding=int8 \
+      two_hop_cap=true
+done
+for dir in thesis-rotation:$ROTATION thesis-label-shift:$LABEL_SHIFT; do
+  run "${dir#*:}" "$runs/${dir%%:*}" "dac-inverse-loss-two-hop-cap-s${seeds[0]}" seed="${seeds[0]}" \
+      strategy=dac similarity=inverse-loss two_hop_cap=true
 done

@@ -57,6 +57,8 @@ HELP = {
     "explore_unknown": "dac: a peer not scored yet gets the best prior, so every peer is tried (default on)",
     "two_hop": "dac: estimate peers never scored from the tables the fetched neighbours announce "
                "(default on)",
+    "two_hop_cap": "dac: a 2-hop estimate is at most the similarity of the neighbour it came through, "
+                   "whose table is on its own data's scale (default off; the thesis copies it)",
     "aggregate": "dac: merge weights by training-set size (samples, default) or by similarity",
     "stage1_rounds": "panm: rounds of stage 1, which builds the neighbour bag from the best-scored peers "
                      "(default 50)",

@@ -36,6 +36,7 @@ class SimConfig:
     tau_growth: float = 0.0  # tau_t = tau + tau_growth * round (ours; the thesis keeps tau fixed)
     explore_unknown: bool = True  # dac: a peer not yet scored gets the best prior (False: the thesis's ~0)
     two_hop: bool = True
+    two_hop_cap: bool = False  # dac: a 2-hop estimate is at most the similarity it came through (ours)
     aggregate: str = "samples"  # dac: "samples" or "similarity"
     stage1_rounds: int = 50  # panm
     reestimate_every: int = 2  # panm (the thesis's runs)

@@ -14,7 +14,11 @@ re-drawing whichever neighbour it met first, right cluster or wrong.
 2-hop expansion stays within what a peer can know: a peer announces its own measured table
 (`advertise()`); after scoring, every fetched neighbour's table fills in priors for peers this peer
 never measured itself, each from the most similar neighbour that lists it (measured values always
-win over second-hand ones; a newer estimate replaces an older one).
+win over second-hand ones; a newer estimate replaces an older one). A neighbour's table is measured
+on the neighbour's data, on its scale: 1/loss is larger wherever the task is easier, so a peer with
+an easy task hands out estimates above anything a peer with a hard one measures itself, and draws it
+to the wrong cluster until it has measured them. With `two_hop_cap` an estimate is at most the
+similarity of the neighbour it came through (ours; the thesis copies the value as it is).
 """
 
 from __future__ import annotations
@@ -83,6 +87,7 @@ class DAC(Strategy):
         tau: float = 0.0,
         tau_growth: float = 0.0,
         two_hop: bool = True,
+        two_hop_cap: bool = False,
         aggregate: str = "samples",
         similarity: str = "",
         explore_unknown: bool = True,
@@ -93,7 +98,7 @@ class DAC(Strategy):
         self.similarity = similarity or self.needs.similarity
         self.tau = float(tau) if tau > 0 else default_tau(self.similarity)
         self.tau_growth, self.two_hop, self.aggregate = float(tau_growth), two_hop, aggregate
-        self.explore_unknown = explore_unknown
+        self.explore_unknown, self.two_hop_cap = explore_unknown, two_hop_cap
         self.measured: dict[str, float] = {}
         self.estimated: dict[str, float] = {}
 
@@ -121,13 +126,14 @@ class DAC(Strategy):
         """For each peer I never measured, its value in the table of the most similar fetched
         neighbour that lists it: that neighbour's view of the peer is the likeliest to be mine.
         (The thesis's client_information_exchange_DAC keeps the LEAST similar one, `if
-        similarity_scores[j] < two_step_similarities[k][0]`, a flipped comparison.)"""
+        similarity_scores[j] < two_step_similarities[k][0]`, a flipped comparison.) With
+        `two_hop_cap`, never more than my similarity to that neighbour."""
         estimates: dict[str, float] = {}
         # Ascending similarity, so the most similar neighbour writes last and wins.
         for neighbour in sorted((p for p in fresh if p in advertised), key=lambda p: (fresh[p], p)):
             for peer, score in finite_scores(advertised[neighbour], me).items():
                 if peer not in self.measured:
-                    estimates[peer] = score
+                    estimates[peer] = min(score, fresh[neighbour]) if self.two_hop_cap else score
         return estimates
 
     def weights(self, view: PeerView, fetched: Sequence[str], scores: Scores) -> dict[str, float]:
@@ -163,6 +169,7 @@ class DAC(Strategy):
             "aggregate": self.aggregate,
             "similarity": self.similarity,
             "explore_unknown": self.explore_unknown,
+            "two_hop_cap": self.two_hop_cap,
             "measured": dict(self.measured),
             "estimated": dict(self.estimated),
         }
@@ -174,5 +181,6 @@ class DAC(Strategy):
         # Checkpoints written before these settings existed keep the configured ones.
         self.similarity = str(state.get("similarity", self.similarity))
         self.explore_unknown = bool(state.get("explore_unknown", self.explore_unknown))
+        self.two_hop_cap = bool(state.get("two_hop_cap", self.two_hop_cap))
         self.measured = {str(k): float(v) for k, v in state["measured"].items()}
         self.estimated = {str(k): float(v) for k, v in state["estimated"].items()}

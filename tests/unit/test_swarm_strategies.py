@@ -9,7 +9,7 @@ import pytest
 
 from swarm.strategies import STRATEGIES, Candidate, PeerView, UnknownStrategyError, build_strategy
 from swarm.strategies.base import strategy_params
-from swarm.strategies.dac import DEFAULT_TAU, softmax_sample
+from swarm.strategies.dac import DAC, DEFAULT_TAU, softmax_sample
 from swarm.strategies.panm import PANM, high_component
 from swarm.strategies.simple import MissingClusterError
 
@@ -80,6 +80,29 @@ def test_dac_two_hop_uses_every_table_through_the_most_similar_neighbour() -> No
     s.observe(v, {"p7": 1.0, "p4": 0.3}, {"p7": {"p5": 0.2, "p4": 5.0}})
     assert s.prior("p5") == 0.2  # a newer estimate replaces an older one
     assert s.prior("p4") == 0.3  # once measured, tables no longer count
+
+
+def test_dac_two_hop_cap_keeps_an_estimate_below_the_neighbour_it_came_through() -> None:
+    # p1 has an easy task: its table (1/loss on its data) outranks all I measure on mine.
+    fresh = {"p1": 0.8, "p2": 1.2}
+    tables = {"p1": {"p3": 3.0, "p4": 0.5}, "p2": {"p5": 1.1}}
+    raw = build_strategy("dac", neighbours=1, explore_unknown=False)
+    raw.observe(view(n=6), fresh, tables)
+    assert raw.estimated == {"p3": 3.0, "p4": 0.5, "p5": 1.1}
+    capped = build_strategy("dac", neighbours=1, two_hop_cap=True, explore_unknown=False)
+    capped.observe(view(n=6), fresh, tables)
+    assert capped.estimated == {"p3": 0.8, "p4": 0.5, "p5": 1.1}
+
+    def share(s: DAC, peer: str) -> float:
+        return sum(s.choose(view(n=6), random.Random(i)) == [peer] for i in range(300)) / 300
+
+    # Raw, p1's easy-task table draws me to p3, whom I never measured; capped, the most similar peer
+    # I measured is the likeliest pick (softmax at tau 10: e^12 / (e^12 + e^11 + 2 e^8 + e^5) ~ 0.71).
+    assert share(raw, "p3") > 0.99
+    assert share(capped, "p2") == pytest.approx(0.71, abs=0.08)
+    restored = build_strategy("dac")
+    restored.load_state_dict(capped.state_dict())
+    assert restored.two_hop_cap
 
 
 def test_dac_tau_schedule_and_similarity_weights() -> None:
