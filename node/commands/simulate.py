@@ -53,6 +53,7 @@ class Checkpoints:
         import torch
 
         from node.checkpoint import CheckpointError
+        from swarm.sim.config import SimConfig
         from swarm.sim.simulator import SimState
 
         if not self.path.exists():
@@ -63,6 +64,9 @@ class Checkpoints:
         except Exception as exc:  # every unreadable file gets the same advice
             raise CheckpointError(f"cannot resume from {self.path} ({exc.__class__.__name__}: {exc}); "
                                   "delete it to start the run over") from exc
+        # A setting added since the file was written did not exist for that run: it ran as the
+        # setting's default does, so only a non-default value makes it another run.
+        config = {**SimConfig().to_dict(), **config}
         if config != self.config:
             changed = sorted(k for k in {*config, *self.config} if config.get(k) != self.config.get(k))
             raise CheckpointError(

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from node.checkpoint import CheckpointError
 from node.commands.simulate import Checkpoints
 from storage.wire import SnapshotWire
 from swarm.sim.config import SimConfig, load_config
@@ -84,6 +85,19 @@ def test_the_cli_resumes_from_its_checkpoint_and_refuses_another_runs(tmp_path: 
     assert summary["final"]["per_client"] == whole.per_client
     assert [r["val_acc"] for r in summary["rounds"]] == [r["val_acc"] for r in whole.rounds]
     assert not (out / "checkpoint.pt").exists(), "a finished run leaves no checkpoint behind"
+
+
+def test_a_checkpoint_from_before_a_setting_existed_resumes_at_its_default(tmp_path: Path) -> None:
+    cfg = SimConfig(**{**FAST, **RUNS["dac"]})
+    stopped_after(cfg, 2, tmp_path)
+    saved = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    del saved["config"]["two_hop_cap"]
+    torch.save(saved, tmp_path / "checkpoint.pt")
+    state = Checkpoints(tmp_path, cfg.to_dict(), every_s=60.0).load()
+    assert state is not None and state.next_round == 2
+    capped = SimConfig(**{**FAST, **RUNS["dac"], "two_hop_cap": True})
+    with pytest.raises(CheckpointError, match=r"other settings \(two_hop_cap\)"):
+        Checkpoints(tmp_path, capped.to_dict(), every_s=60.0).load()
 
 
 def test_an_unreadable_checkpoint_says_what_to_do(tmp_path: Path) -> None:
