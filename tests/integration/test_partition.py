@@ -61,7 +61,7 @@ def publish_until_everyone_hears(peers: list[Peer], first: int, timeout: float) 
     rnd = first
     while True:
         publish_round(peers, rnd)
-        if wait_until(lambda r=rnd: all(all(got(x, peers, r)) for x in peers), 2.0):
+        if wait_until(lambda r=rnd: heard_each_other(peers, r), 2.0):
             return rnd
         if time.monotonic() > deadline:
             return None
@@ -73,8 +73,8 @@ def publish_round(peers: list[Peer], rnd: int) -> None:
         p.publish(rnd)
 
 
-def got(receiver: Peer, publishers: list[Peer], rnd: int) -> list[bool]:
-    return [receiver.received(p.peer_id, rnd) for p in publishers if p is not receiver]
+def heard_each_other(peers: list[Peer], rnd: int) -> bool:
+    return all(r.received(p.peer_id, rnd) for r in peers for p in peers if p is not r)
 
 
 @pytest.mark.timeout(150)
@@ -116,7 +116,7 @@ def test_cut_stops_the_far_half_only_and_heal_brings_it_back(tmp_path: Path, sil
         rnd += 1
         publish_round(everyone, rnd)
         for half in (a, b):
-            assert wait_until(lambda h=half, r=rnd: all(all(got(x, h, r)) for x in h), DELIVERY_TIMEOUT_S), \
+            assert wait_until(lambda h=half, r=rnd: heard_each_other(h, r), DELIVERY_TIMEOUT_S), \
                 "cut: an announcement of the near half did not arrive"
         time.sleep(QUIET_S)
         for near, far in ((a, b), (b, a)):
