@@ -14,9 +14,6 @@ ROTATION=swarm/configs/fmnist-rotation-thesis.toml
 LABEL_SHIFT=swarm/configs/fmnist-label-shift-thesis.toml
 # shellcheck source=docs/experiments/sweep-run.sh
 source "$(dirname "$0")/sweep-run.sh"
-# ours: DAC with inverse loss, the merge guard (allowance 10%), optimistic exploration, int8 snapshots
-OURS=(strategy=dac similarity=inverse-loss merge_guard=true guard_tolerance=0.1 explore_unknown=true
-      encoding=int8)
 
 label_shift() {
   local seed=$1 dir=$runs/thesis-label-shift

@@ -19,10 +19,7 @@ for seed in ${SEEDS:-1 2}; do
   row "local-fast-s$seed" seed=$seed strategy=local          # the same lr as everyone else
   row "random-s$seed" seed=$seed strategy=random
   row "dac-inverse-loss-s$seed" seed=$seed strategy=dac similarity=inverse-loss
-  # ours: DAC with the merge guard (allowance 10%), optimistic exploration and int8 snapshots (4x fewer
-  # bytes)
-  row "ours-s$seed" seed=$seed strategy=dac similarity=inverse-loss merge_guard=true guard_tolerance=0.1 \
-      explore_unknown=true encoding=int8
+  row "ours-s$seed" seed=$seed "${OURS[@]}"  # OURS: sweep-run.sh
   row "oracle-s$seed" seed=$seed strategy=oracle
   row "dac-cosine-updates-s$seed" seed=$seed strategy=dac similarity=cosine-updates
   row "panm-inverse-loss-s$seed" seed=$seed strategy=panm similarity=inverse-loss
