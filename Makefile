@@ -39,7 +39,7 @@ $(JSIPFS): tools/ipfs/package.json tools/ipfs/package-lock.json $(STAMP_SYS)
 
 lint: $(STAMP_PY)
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy p2p storage
+	$(VENV)/bin/mypy p2p storage swarm node bootstrap
 
 unit: setup
 	$(NETNS) $(VENV)/bin/pytest $(WORKERS) -m "not integration" $(PYTEST_ARGS)

@@ -61,7 +61,7 @@ def merge(
             log.warning("merge: dropped %s: %s", short(peer), reason)
     if not kept:
         raise MergeError("no usable state to merge; keep the current weights")
-    if clip_norm is not None:
+    if clip_norm is not None and reference is not None:  # checked above: clip_norm comes with a reference
         kept = {p: clip(s, reference, clip_norm) for p, s in kept.items()}
     total = sum(weights[p] for p in kept)
     w = torch.tensor([weights[p] / total for p in kept], dtype=torch.float64)

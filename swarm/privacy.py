@@ -10,6 +10,7 @@ batch_size / n_train, as Opacus does by default.
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from collections.abc import Iterator, Mapping
@@ -111,7 +112,8 @@ def clip_and_noise(per_sample: Mapping[str, torch.Tensor], mask: torch.Tensor, m
     sigma_i * max_grad_norm. Each sample's whole gradient is clipped to `max_grad_norm`, the clipped
     gradients summed, Gaussian noise added, and the sum divided by the expected batch size.
     """
-    norms = torch.sqrt(sum(g.flatten(2).pow(2).sum(-1) for g in per_sample.values()))
+    squares = (g.flatten(2).pow(2).sum(-1) for g in per_sample.values())
+    norms = torch.sqrt(functools.reduce(torch.add, squares))
     factor = (max_grad_norm / (norms + 1e-6)).clamp(max=1.0) * mask.to(norms.dtype)
     out = {}
     for k, g in per_sample.items():

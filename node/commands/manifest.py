@@ -70,6 +70,7 @@ def create(args: argparse.Namespace) -> int:
     from swarm.labels import map_names
     from swarm.models import build_model
 
+    usual: tuple[int, int, int] | None
     if args.dataset:
         info = INFO[args.dataset]
         classes, model, usual = info.classes, args.model or info.model, info.input_shape

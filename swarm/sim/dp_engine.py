@@ -13,7 +13,7 @@ without one trains as in `LoopEngine`.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 from torch import nn
@@ -120,7 +120,7 @@ class PrivateLoopEngine(LoopEngine):
                      "still shared", i, spent, budget.target_epsilon)
         return flatten(model.state_dict()), loss_sum / max(seen, 1)
 
-    def dp_gradient(self, params: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor, client: int,
+    def dp_gradient(self, params: Mapping[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor, client: int,
                     budget: PrivacyBudget, noise: torch.Generator
                     ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         """Clipped + noised mean gradient of one Poisson batch (an empty batch still gets noise)."""

@@ -200,8 +200,8 @@ def simulate(
             b.loss, b.round = loss, round_
         for strategy, state in zip(strategies, resume.strategies, strict=True):
             strategy.load_state_dict(state)
-        for rng, state in zip(rngs, resume.rngs, strict=True):
-            rng.setstate(state)
+        for rng, rng_state in zip(rngs, resume.rngs, strict=True):
+            rng.setstate(rng_state)
         torch.set_rng_state(resume.torch_rng)
         if isinstance(engine, PrivateLoopEngine) and resume.privacy is not None:
             engine.taken, engine.spent = resume.privacy
@@ -283,6 +283,7 @@ def simulate(
                 if best[i].offer(loss, r):
                     kept[i] = flat[i]
         tested = cfg.test_every > 0 and (r % cfg.test_every == cfg.test_every - 1 or r == cfg.rounds - 1)
+        epsilon = largest(spent(engine, n))
         row = {
             "round": r,
             **test_columns(engine.evaluate(flat, "test") if tested else None),
@@ -296,12 +297,12 @@ def simulate(
             "wall_s": time.perf_counter() - t0,
             # what a round costs, unlike wall_s unmoved by other processes or a paused run
             "cpu_s": time.process_time() - cpu0,
-            "epsilon": largest(spent(engine, n)),
+            "epsilon": epsilon,
             "density": float(pruning.density(masks).mean()) if pruning is not None else 1.0,
             "spread_trained": trained_spread,
             "spread": spread(flat),
         }
-        result.epsilon_spent = row["epsilon"]
+        result.epsilon_spent = epsilon
         result.rounds.append(row)
         result.bytes_sent_total += int(round_bytes)
         if on_round is not None:
