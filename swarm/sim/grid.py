@@ -3,6 +3,7 @@
     python -m swarm.sim.grid run --config swarm/configs/fmnist-rotation-reduced.toml --out runs/rot \
         --seeds 0 1 2 --variants local random fedavg oracle dac:inverse-loss panm
     python -m swarm.sim.grid table runs/rot     # markdown table: mean +- std over seeds
+    python -m swarm.sim.grid versus runs/rot local random   # per client against the same client
 A variant is `strategy`, `strategy:similarity`, optionally named and with its own settings:
 `NAME=strategy[:similarity][,key=value...]`, e.g. `local-slow=local,lr=0.00005` or
 `ours=dac:inverse-loss,merge_guard=true,encoding=int8`. A run whose summary.json exists is skipped.
@@ -17,7 +18,7 @@ import time
 from pathlib import Path
 
 from swarm.sim.config import load_config
-from swarm.sim.report import variant_of, write_outputs
+from swarm.sim.report import variant_and_seed, variant_of, write_outputs
 from swarm.sim.simulator import simulate
 
 
@@ -86,6 +87,34 @@ def table(out: Path) -> str:
     return "\n".join(lines)
 
 
+def versus(out: Path, references: list[str]) -> str:
+    """Each variant's clients against the same clients of each reference variant (same seed, so the
+    same data): per seed how many end below it, and the worst and mean gain over all seeds."""
+    per_client: dict[str, dict[str, list[float]]] = {}
+    for path in sorted(out.glob("*/summary.json")):
+        variant, seed = variant_and_seed(path.parent)
+        per_client.setdefault(variant, {})[seed] = json.loads(path.read_text())["final"]["per_client"]
+    missing = [r for r in references if r not in per_client]
+    if missing:
+        raise ValueError(f"no runs of {', '.join(missing)} in {out}; choose from {', '.join(per_client)}")
+    header = "| variant | seeds |" + "".join(
+        f" below {r} (per seed) | worst gain over {r} | mean gain over {r} |" for r in references)
+    lines = [header, "|---|---|" + "---|---|---|" * len(references)]
+    for variant, seeds in per_client.items():
+        cells = [variant, " ".join(sorted(seeds))]
+        for ref in references:
+            common = sorted(set(seeds) & set(per_client[ref]))
+            gains = {s: [a - b for a, b in zip(seeds[s], per_client[ref][s], strict=True)] for s in common}
+            every = [g for s in common for g in gains[s]]
+            if variant == ref or not every:
+                cells += ["-", "-", "-"]
+                continue
+            cells += [" / ".join(str(sum(g < 0 for g in gains[s])) for s in common),
+                      f"{min(every):+.3f}", f"{statistics.fmean(every):+.3f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="simulator experiment grids")
     sub = parser.add_subparsers(dest="cmd", required=True)
@@ -98,8 +127,11 @@ def main() -> None:
     run.add_argument(
         "--budget-s", type=float, default=3600.0, help="start no new run after this many seconds"
     )
-    tab = sub.add_parser("table")
+    tab = sub.add_parser("table", help="one row per variant: mean +- std over seeds")
     tab.add_argument("out", type=Path)
+    vs = sub.add_parser("versus", help="each variant's clients against the same clients of other variants")
+    vs.add_argument("out", type=Path)
+    vs.add_argument("references", nargs="+", help="variants to compare with, e.g. local random")
     args = parser.parse_args()
     if args.cmd == "run":
         import torch
@@ -108,6 +140,11 @@ def main() -> None:
         run_grid(
             args.config, args.out, args.variants, args.seeds, args.overrides, time.time() + args.budget_s
         )
+    elif args.cmd == "versus":
+        try:
+            print(versus(args.out, args.references))
+        except ValueError as e:
+            parser.exit(2, f"error: {e}\n")
     else:
         print(table(args.out))
 

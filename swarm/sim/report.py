@@ -130,7 +130,13 @@ def plot_run(result: SimResult, out: Path) -> list[Path]:
 def variant_of(run_dir: Path) -> str:
     """A run's variant: its directory's name without the seed (`dac-inverse-loss-s1` -> `dac-inverse-loss`),
     as `swarm.sim.grid` and the experiment scripts name runs."""
-    return Path(run_dir).name.rsplit("-s", 1)[0]
+    return variant_and_seed(run_dir)[0]
+
+
+def variant_and_seed(run_dir: Path) -> tuple[str, str]:
+    """`dac-inverse-loss-s1` -> (`dac-inverse-loss`, `1`); a name without `-s` has seed ``."""
+    variant, *seed = Path(run_dir).name.rsplit("-s", 1)
+    return variant, seed[0] if seed else ""
 
 
 def mean_curves(run_dirs: Sequence[Path]) -> tuple[dict[str, list[float]], str]:

@@ -14,6 +14,7 @@ import torch
 
 from swarm.sim import grid
 from swarm.sim.config import ConfigError, SimConfig, load_config
+from swarm.sim.report import write_outputs
 from swarm.sim.simulator import purity_by_cluster, simulate
 from swarm.sim.wire import RawWire
 from swarm.similarity import SIMILARITIES
@@ -128,6 +129,25 @@ def test_cli_writes_the_summary_contract(tmp_path: Path) -> None:
     assert (out / "accuracy.png").stat().st_size > 1000 and (out / "clients.png").stat().st_size > 1000
     bad = subprocess.run([*args, "--set", "strategy=nope"], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "choose one of" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_versus_counts_the_clients_below_the_same_client_of_a_reference(tmp_path: Path) -> None:
+    for name, strategy in (("local", "local"), ("random", "random")):
+        for seed in (0, 1):
+            write_outputs(simulate(SimConfig(**{**FAST, "strategy": strategy, "seed": seed})),
+                          tmp_path / f"{name}-s{seed}")
+    per_client = {d.name: json.loads((d / "summary.json").read_text())["final"]["per_client"]
+                  for d in tmp_path.iterdir()}
+    gains = {s: [a - b for a, b in zip(per_client[f"random-s{s}"], per_client[f"local-s{s}"], strict=True)]
+             for s in (0, 1)}
+    header, _, local, random_ = grid.versus(tmp_path, ["local"]).splitlines()
+    assert header.startswith("| variant | seeds | below local (per seed) |")
+    assert local == "| local | 0 1 | - | - | - |"
+    below = " / ".join(str(sum(g < 0 for g in gains[s])) for s in (0, 1))
+    assert random_ == (f"| random | 0 1 | {below} | {min(gains[0] + gains[1]):+.3f} "
+                       f"| {statistics.fmean(gains[0] + gains[1]):+.3f} |")
+    with pytest.raises(ValueError, match="no runs of oracle"):
+        grid.versus(tmp_path, ["oracle"])
 
 
 def test_without_a_validation_split_the_last_models_are_tested() -> None:
