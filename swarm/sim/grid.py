@@ -104,6 +104,9 @@ def versus(out: Path, references: list[str]) -> str:
         cells = [variant, " ".join(sorted(seeds))]
         for ref in references:
             common = sorted(set(seeds) & set(per_client[ref]))
+            if any(len(seeds[s]) != len(per_client[ref][s]) for s in common):
+                raise ValueError(f"{variant} and {ref} have different numbers of clients in {out}; "
+                                 "compare runs of one experiment")
             gains = {s: [a - b for a, b in zip(seeds[s], per_client[ref][s], strict=True)] for s in common}
             every = [g for s in common for g in gains[s]]
             if variant == ref or not every:

@@ -148,6 +148,9 @@ def test_versus_counts_the_clients_below_the_same_client_of_a_reference(tmp_path
                        f"| {statistics.fmean(gains[0] + gains[1]):+.3f} |")
     with pytest.raises(ValueError, match="no runs of oracle"):
         grid.versus(tmp_path, ["oracle"])
+    write_outputs(simulate(SimConfig(**{**FAST, "clients": 4, "strategy": "local"})), tmp_path / "few-s0")
+    with pytest.raises(ValueError, match="few and local have different numbers of clients"):
+        grid.versus(tmp_path, ["local"])
 
 
 def test_without_a_validation_split_the_last_models_are_tested() -> None:
