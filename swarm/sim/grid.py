@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from swarm.sim.config import load_config
-from swarm.sim.report import variant_and_seed, variant_of, write_outputs
+from swarm.sim.report import variant_and_seed, write_outputs
 from swarm.sim.simulator import simulate
 
 
@@ -53,11 +53,16 @@ def parse_variant(variant: str) -> tuple[str, str, list[str]]:
     return (name if sep else spec.replace(":", "-")), spec, settings
 
 
-def table(out: Path) -> str:
-    groups: dict[str, list[dict]] = {}
+def summaries(out: Path) -> dict[str, dict[str, dict]]:
+    """The runs in `out` (`VARIANT-sSEED/summary.json`) by variant, then seed."""
+    runs: dict[str, dict[str, dict]] = {}
     for path in sorted(out.glob("*/summary.json")):
-        summary = json.loads(path.read_text())
-        groups.setdefault(variant_of(path.parent), []).append(summary)
+        variant, seed = variant_and_seed(path.parent)
+        runs.setdefault(variant, {})[seed] = json.loads(path.read_text())
+    return runs
+
+
+def table(out: Path) -> str:
 
     def ms(values: list[float]) -> str:
         if len(values) == 1:
@@ -69,7 +74,8 @@ def table(out: Path) -> str:
         "| MB sent | s/round | CPU s/round |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for name, runs in groups.items():
+    for name, by_seed in summaries(out).items():
+        runs = list(by_seed.values())
         finals = [r["final"] for r in runs]
         cells = [name, str(len(runs))]
         cells += [ms([f[k] for f in finals]) for k in ("mean_acc", "std_acc", "min_acc", "max_acc")]
@@ -90,10 +96,8 @@ def table(out: Path) -> str:
 def versus(out: Path, references: list[str]) -> str:
     """Each variant's clients against the same clients of each reference variant (same seed, so the
     same data): per seed how many end below it, and the worst and mean gain over all seeds."""
-    per_client: dict[str, dict[str, list[float]]] = {}
-    for path in sorted(out.glob("*/summary.json")):
-        variant, seed = variant_and_seed(path.parent)
-        per_client.setdefault(variant, {})[seed] = json.loads(path.read_text())["final"]["per_client"]
+    per_client = {variant: {seed: run["final"]["per_client"] for seed, run in by_seed.items()}
+                  for variant, by_seed in summaries(out).items()}
     missing = [r for r in references if r not in per_client]
     if missing:
         raise ValueError(f"no runs of {', '.join(missing)} in {out}; choose from {', '.join(per_client)}")
@@ -104,14 +108,14 @@ def versus(out: Path, references: list[str]) -> str:
         cells = [variant, " ".join(sorted(seeds))]
         for ref in references:
             common = sorted(set(seeds) & set(per_client[ref]))
+            if variant == ref or not common:
+                cells += ["-", "-", "-"]
+                continue
             if any(len(seeds[s]) != len(per_client[ref][s]) for s in common):
                 raise ValueError(f"{variant} and {ref} have different numbers of clients in {out}; "
                                  "compare runs of one experiment")
             gains = {s: [a - b for a, b in zip(seeds[s], per_client[ref][s], strict=True)] for s in common}
             every = [g for s in common for g in gains[s]]
-            if variant == ref or not every:
-                cells += ["-", "-", "-"]
-                continue
             cells += [" / ".join(str(sum(g < 0 for g in gains[s])) for s in common),
                       f"{min(every):+.3f}", f"{statistics.fmean(every):+.3f}"]
         lines.append("| " + " | ".join(cells) + " |")
