@@ -15,14 +15,14 @@ source "$(dirname "$0")/sweep-run.sh"
 row() { run "$CONFIG" "$runs" "$@"; }
 
 for seed in ${SEEDS:-1 2}; do
-  # the rows the goal is judged on first (ours against the oracle, random and training alone), so a
-  # seed cut short by the CPU budget still answers it
+  # the rows the goal is judged on first (ours against the oracle, random gossip and training alone),
+  # so a seed cut short by the CPU budget still answers it
   row "ours-s$seed" seed=$seed "${OURS[@]}"  # OURS: sweep-run.sh
   row "oracle-s$seed" seed=$seed strategy=oracle
   row "random-s$seed" seed=$seed strategy=random
-  row "dac-inverse-loss-s$seed" seed=$seed strategy=dac similarity=inverse-loss
   row "local-s$seed" seed=$seed strategy=local lr=0.00005   # the thesis's no-communication baseline
   row "local-fast-s$seed" seed=$seed strategy=local          # the same lr as everyone else
+  row "dac-inverse-loss-s$seed" seed=$seed strategy=dac similarity=inverse-loss
   row "dac-cosine-updates-s$seed" seed=$seed strategy=dac similarity=cosine-updates
   row "panm-inverse-loss-s$seed" seed=$seed strategy=panm similarity=inverse-loss
   row "panm-cosine-s$seed" seed=$seed strategy=panm similarity=panm
