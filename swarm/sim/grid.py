@@ -63,7 +63,6 @@ def summaries(out: Path) -> dict[str, dict[str, dict]]:
 
 
 def table(out: Path) -> str:
-
     def ms(values: list[float]) -> str:
         if len(values) == 1:
             return f"{values[0]:.3f}"
