@@ -31,7 +31,7 @@ from p2p.announcement import AnnouncementError, topic_for
 from p2p.connections import parse_peer_addr
 from p2p.errors import P2PError
 from p2p.host import build_host, quiet_libp2p_logs
-from p2p.streams import MessageTooLarge, read_all, reset, send_reply, send_request
+from p2p.streams import MessageTooLarge, read_all, reply_object, reset, send_reply, send_request
 from storage.cid import normalize_cid
 from storage.errors import InvalidCid
 
@@ -137,14 +137,7 @@ async def ask_manifest(host: IHost, peer: PeerInfo | ID, swarm: str, timeout: fl
 
 def parse_reply(data: bytes, who: str, swarm: str) -> str | None:
     """The CID in a reply (None: no manifest); ManifestOfferError naming `who` if the reply is bad."""
-    try:
-        reply = json.loads(data)
-    except (ValueError, RecursionError):
-        raise ManifestOfferError(f"{who} sent a reply that is not JSON") from None
-    if not isinstance(reply, dict):
-        raise ManifestOfferError(f"{who} sent a reply that is not a JSON object")
-    if "error" in reply:
-        raise ManifestOfferError(f"{who} refused: {str(reply['error'])[:200]}")
+    reply = reply_object(data, who, ManifestOfferError, "manifest")
     cid = reply.get("manifest")
     if reply.get("swarm") != swarm or not (cid is None or isinstance(cid, str)):
         raise ManifestOfferError(f"{who} sent a malformed reply")

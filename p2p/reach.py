@@ -28,7 +28,7 @@ from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import PeerInfo
 
 from p2p.errors import P2PError
-from p2p.streams import MessageTooLarge, read_all, reset, send_reply, send_request
+from p2p.streams import MessageTooLarge, read_all, reply_object, reset, send_reply, send_request
 
 log = logging.getLogger(__name__)
 
@@ -229,14 +229,7 @@ async def ask_reach(host: IHost, peer: PeerInfo | ID, candidates: Sequence[str],
 
 
 def _parse_reply(data: bytes, who: str, local_time: float, rtt: float) -> Reach:
-    try:
-        reply = json.loads(data)
-    except (ValueError, RecursionError):
-        raise ReachError(f"{who} sent a reach reply that is not JSON") from None
-    if not isinstance(reply, dict):
-        raise ReachError(f"{who} sent a reach reply that is not a JSON object")
-    if "error" in reply:
-        raise ReachError(f"{who} refused the reach request: {str(reply['error'])[:200]}")
+    reply = reply_object(data, who, ReachError, "reach")
     observed, server_time, reachable = reply.get("observed"), reply.get("time"), reply.get("reachable")
     if (not isinstance(observed, str) or not isinstance(server_time, int | float)
             or isinstance(server_time, bool) or not isinstance(reachable, dict)

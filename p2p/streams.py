@@ -37,6 +37,20 @@ async def read_all(stream: INetStream, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+def reply_object(data: bytes, who: str, error: type[P2PError], request: str) -> dict[str, Any]:
+    """The reply to a `request` decoded as a JSON object; `error`, naming `who`, if it is not one or
+    if it is the peer's refusal ({"error": ...})."""
+    try:
+        reply = json.loads(data)
+    except (ValueError, RecursionError):
+        raise error(f"{who} sent a {request} reply that is not JSON") from None
+    if not isinstance(reply, dict):
+        raise error(f"{who} sent a {request} reply that is not a JSON object")
+    if "error" in reply:
+        raise error(f"{who} refused the {request} request: {str(reply['error'])[:200]}")
+    return reply
+
+
 async def send_request(stream: INetStream, data: bytes) -> None:
     """Write the request and half-close, so the server, reading until EOF, has all of it."""
     await stream.write(data)

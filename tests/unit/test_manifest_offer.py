@@ -61,7 +61,7 @@ def test_the_client_reads_a_cid_or_none_and_refuses_anything_else() -> None:
     hostile = {
         b"not json": "not JSON",
         b"[]": "not a JSON object",
-        json.dumps({"error": "busy"}).encode(): "b1 refused: busy",
+        json.dumps({"error": "busy"}).encode(): "b1 refused the manifest request: busy",
         json.dumps({"swarm": "other", "manifest": CID}).encode(): "malformed",
         json.dumps({"swarm": "a", "manifest": 5}).encode(): "malformed",
         json.dumps({"swarm": "a", "manifest": "../../etc/passwd"}).encode(): "not a CID",
