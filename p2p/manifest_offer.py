@@ -31,7 +31,7 @@ from p2p.announcement import AnnouncementError, topic_for
 from p2p.connections import parse_peer_addr
 from p2p.errors import P2PError
 from p2p.host import build_host, quiet_libp2p_logs
-from p2p.streams import MessageTooLarge, read_all, reply_object, reset, send_reply, send_request
+from p2p.streams import MessageTooLarge, open_stream, read_all, reply_object, reset, send_reply, send_request
 from storage.cid import normalize_cid
 from storage.errors import InvalidCid
 
@@ -119,9 +119,7 @@ async def ask_manifest(host: IHost, peer: PeerInfo | ID, swarm: str, timeout: fl
     who = f"bootstrap …{peer_id.to_base58()[-8:]}"
     try:
         with trio.fail_after(timeout):
-            if isinstance(peer, PeerInfo):
-                await host.connect(peer)
-            stream = await host.new_stream(peer_id, [PROTOCOL_ID])
+            stream = await open_stream(host, peer, PROTOCOL_ID)
             await send_request(stream, json.dumps({"swarm": swarm}).encode())
             data = await read_all(stream, MAX_REPLY_BYTES)
             await stream.close()

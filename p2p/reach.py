@@ -28,7 +28,7 @@ from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import PeerInfo
 
 from p2p.errors import P2PError
-from p2p.streams import MessageTooLarge, read_all, reply_object, reset, send_reply, send_request
+from p2p.streams import MessageTooLarge, open_stream, read_all, reply_object, reset, send_reply, send_request
 
 log = logging.getLogger(__name__)
 
@@ -209,9 +209,7 @@ async def ask_reach(host: IHost, peer: PeerInfo | ID, candidates: Sequence[str],
     who = f"peer …{peer_id.to_base58()[-8:]}"
     try:
         with trio.fail_after(timeout):
-            if isinstance(peer, PeerInfo):
-                await host.connect(peer)
-            stream = await host.new_stream(peer_id, [PROTOCOL_ID])
+            stream = await open_stream(host, peer, PROTOCOL_ID)
             sent = time.monotonic()
             wall = time.time()
             await send_request(stream, request)

@@ -8,9 +8,12 @@ import json
 from typing import Any, cast
 
 import trio
-from libp2p.abc import INetStream
+from libp2p.abc import IHost, INetStream
+from libp2p.custom_types import TProtocol
 from libp2p.network.stream.exceptions import StreamEOF
 from libp2p.network.stream.net_stream import NetStream
+from libp2p.peer.id import ID
+from libp2p.peer.peerinfo import PeerInfo
 
 from p2p.errors import P2PError
 
@@ -49,6 +52,14 @@ def reply_object(data: bytes, who: str, error: type[P2PError], request: str) -> 
     if "error" in reply:
         raise error(f"{who} refused the {request} request: {str(reply['error'])[:200]}")
     return reply
+
+
+async def open_stream(host: IHost, peer: PeerInfo | ID, protocol: TProtocol) -> INetStream:
+    """A stream to `peer` for `protocol`; a PeerInfo is dialled first, an ID must be connected."""
+    peer_id = peer.peer_id if isinstance(peer, PeerInfo) else peer
+    if isinstance(peer, PeerInfo):
+        await host.connect(peer)
+    return await host.new_stream(peer_id, [protocol])
 
 
 async def send_request(stream: INetStream, data: bytes) -> None:
