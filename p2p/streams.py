@@ -1,5 +1,6 @@
 """One request and one reply per stream, as reach and the manifest offer speak: each side writes its
-message and closes its write half; the other reads until that close, within a size limit."""
+message and closes its write half; the other reads until that close, within a size limit. A reply is
+a JSON object, {"error": ...} when the server refuses."""
 
 from __future__ import annotations
 
