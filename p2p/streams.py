@@ -57,10 +57,10 @@ def reply_object(data: bytes, who: str, error: type[P2PError], request: str) -> 
 
 async def open_stream(host: IHost, peer: PeerInfo | ID, protocol: TProtocol) -> INetStream:
     """A stream to `peer` for `protocol`; a PeerInfo is dialled first, an ID must be connected."""
-    peer_id = peer.peer_id if isinstance(peer, PeerInfo) else peer
     if isinstance(peer, PeerInfo):
         await host.connect(peer)
-    return await host.new_stream(peer_id, [protocol])
+        peer = peer.peer_id
+    return await host.new_stream(peer, [protocol])
 
 
 async def send_request(stream: INetStream, data: bytes) -> None:
