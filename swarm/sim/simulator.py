@@ -219,7 +219,8 @@ def simulate(
         # As in the thesis, the model judged (and kept if best) is the one just trained, before merging.
         val_loss, val_acc = engine.evaluate(flat, "val") if has_val else (None, None)
         for i in range(n):
-            if val_loss is not None and active[i] and best[i].offer(float(val_loss[i]), float(val_acc[i]), r):
+            if (val_loss is not None and val_acc is not None and active[i]
+                    and best[i].offer(float(val_loss[i]), float(val_acc[i]), r)):
                 kept[i] = flat[i]
             active[i] = active[i] and not best[i].stalled(r)
         epsilons = spent(engine, n)
