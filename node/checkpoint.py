@@ -37,7 +37,7 @@ class Checkpoint:
     peers: list[dict[str, Any]] = field(default_factory=list)
     privacy: dict[str, Any] = field(default_factory=dict)
     last_cid: str = ""
-    best: dict[str, Any] = field(default_factory=dict)  # best model on validation: model, loss, acc, round
+    best: dict[str, Any] = field(default_factory=dict)  # the best model on validation: model, loss, round
     merge: dict[str, Any] = field(default_factory=dict)  # the merge that made `model` (Provenance.record)
     mask: dict[str, torch.Tensor] = field(default_factory=dict)  # a sparse model's personal pruning mask
     # The peers' last two models scored, per peer (PANM's metric reads a peer's step between them)

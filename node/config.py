@@ -24,7 +24,7 @@ from storage.errors import InvalidCid
 from swarm.errors import ConfigError
 from swarm.peer_privacy import PeerPrivacyError, check_settings
 from swarm.prune_schedule import PruningError, schedule_from
-from swarm.selection import KEEP_BY, TOLERANCE
+from swarm.selection import TOLERANCE
 from swarm.strategies import configured_strategy, resolve_needs
 
 ROLES = ("auto", "trainer", "pinner", "observer")
@@ -89,7 +89,6 @@ class NodeConfig:
     merge_guard: bool = True
     guard_tolerance: float = TOLERANCE
     judge_merged: bool = True
-    keep_by: str = "loss"  # or "accuracy": the validation measure that picks the model kept
     device: str = "auto"
     rounds: int = 0
     local_epochs: int = 1
@@ -104,7 +103,7 @@ class NodeConfig:
     dp_delta: float = 1e-5
     dp_max_grad_norm: float = 1.0
     optimizer: str = "adam"
-    patience: int = 0  # stop training (keep serving) after this many rounds without a better kept model
+    patience: int = 0  # stop training (keep serving) after this many rounds without a better val loss
     # Sparse personalised models (swarm.pruning), scheduled as in the simulator.
     prune_target: float = 1.0  # final density of prunable weights; 1 = dense
     prune_rate: float = 0.2  # fraction of the kept weights pruned each time
@@ -144,8 +143,6 @@ class NodeConfig:
             check_settings(self.max_peer_epsilon, self.merge_weights)
         except PeerPrivacyError as exc:
             raise ConfigError(str(exc)) from None
-        if self.keep_by not in KEEP_BY:
-            raise ConfigError(f"setting keep_by must be one of {', '.join(KEEP_BY)}, got {self.keep_by!r}")
         self._check_strategy()
         try:
             schedule_from(vars(self))

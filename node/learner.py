@@ -7,7 +7,6 @@ comes from `swarm/`, the very code the simulator runs.
 
 from __future__ import annotations
 
-import math
 import random
 import secrets
 from collections.abc import Mapping
@@ -176,7 +175,7 @@ class Learner:
         self.mask: Mask = full_mask(self.init) if self.schedule is not None else {}
         self.rng = random.Random(cfg.seed * 7919 + cfg.client)
         self.private = self._make_private() if cfg.dp_epsilon > 0 else None
-        self.best = BestModel(cfg.patience, cfg.keep_by)
+        self.best = BestModel(cfg.patience)
         self.best_state = self.state()
 
     def _make_private(self) -> PrivateTraining:
@@ -262,7 +261,7 @@ class Learner:
         if not self.has_val:
             return float("nan"), float("nan")
         loss, acc = self.evaluate("val")
-        if self.best.offer(loss, acc, round_):
+        if self.best.offer(loss, round_):
             self.best_state = self.state()
         return loss, acc
 
@@ -271,8 +270,7 @@ class Learner:
         return {"model": self.state(), "optimizer": self.optimizer.state_dict(),
                 "strategy": self.strategy.state_dict(),
                 "privacy": self.private.state_dict() if self.private else {}, "mask": self.mask,
-                "best": {"model": self.best_state, "loss": self.best.loss, "acc": self.best.acc,
-                         "round": self.best.round},
+                "best": {"model": self.best_state, "loss": self.best.loss, "round": self.best.round},
                 "history": self.history.state_dict() if self.history else {},
                 # Where the strategy's draws and the batch order stand: without them a resumed peer
                 # picks other neighbours and trains on other batches than it would have.
@@ -290,8 +288,6 @@ class Learner:
             best = saved["best"]
             self.best_state = dict(best["model"])
             self.best.loss, self.best.round = float(best["loss"]), int(best["round"])
-            # checkpoints written before the accuracy was kept chose by loss
-            self.best.acc = float(best.get("acc", -math.inf))
         if self.private is not None:
             self.private.load_state_dict(saved["privacy"])
         if self.history is not None and saved.get("history"):

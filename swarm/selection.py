@@ -14,8 +14,6 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from swarm.errors import ConfigError
-
 LossOf = Callable[[Mapping[str, float]], float]
 # Averaging two models costs some progress at first even when both learn the same task (the mean of
 # two updates is shorter than either): within one cluster a merge raises the validation loss by up to
@@ -74,37 +72,20 @@ def guard(me: str, weights: Mapping[str, float], own_loss: float, loss_of: LossO
     return Guarded(normalised({me: mine, best: weights[best]}), rejected)
 
 
-# What picks the model a peer keeps and drives its early stopping. "loss" is the thesis's. "accuracy"
-# (ties to the lower loss) follows the measure reported: on 100 validation images the loss favours
-# the less confident models, so an early model (a merged one, most of all) can hold the best loss
-# through 50 rounds of patience while later ones classify better (docs/results.md).
-KEEP_BY = ("loss", "accuracy")
-
-
 @dataclass
 class BestModel:
-    """The round with the best validation score so far (`keep_by`), and early stopping on it."""
+    """The round with the lowest validation loss so far, and early stopping on it."""
 
     patience: int = 0  # rounds without improvement before stopping; 0 = never
-    keep_by: str = "loss"
     loss: float = math.inf
-    acc: float = -math.inf
     round: int = -1
 
-    def __post_init__(self) -> None:
-        if self.keep_by not in KEEP_BY:
-            raise ConfigError(f"keep_by must be one of {', '.join(KEEP_BY)}, got {self.keep_by!r}")
-
-    def offer(self, loss: float, acc: float, round_: int) -> bool:
-        """Record this round's validation loss and accuracy; True if it is the best so far (keep that
-        model). A NaN never is."""
-        if self.keep_by == "accuracy":
-            better = acc > self.acc or (acc == self.acc and loss < self.loss)
-        else:
-            better = loss < self.loss
-        if better:
-            self.loss, self.acc, self.round = loss, acc, round_
-        return better
+    def offer(self, loss: float, round_: int) -> bool:
+        """Record this round's validation loss; True if it is the best so far (keep that model)."""
+        if loss < self.loss:
+            self.loss, self.round = loss, round_
+            return True
+        return False
 
     def stalled(self, round_: int) -> bool:
         return self.patience > 0 and self.round >= 0 and round_ - self.round >= self.patience

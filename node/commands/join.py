@@ -76,8 +76,6 @@ HELP = {
     "judge_merged": "the model a merge gives is judged on validation too, and kept as this peer's best model "
                     "if it beats every earlier one (default on; off: only freshly trained models, as in "
                     "the thesis)",
-    "keep_by": "the validation measure that picks the model this peer keeps and reports, and that --patience "
-               "waits on: loss (default, as the thesis) or accuracy (ties go to the lower loss)",
     "max_peer_epsilon": "merge only models whose publishers spent at most this DP epsilon (as announced, and "
                         "checked again in the fetched snapshot); a peer without DP counts as infinite "
                         "epsilon and is never merged while this is on (default 0: off)",
@@ -94,7 +92,7 @@ HELP = {
     "batch_size": "training batch size (default 32)",
     "lr": "learning rate (default 0.001)",
     "optimizer": "adam (default) or sgd; its state starts afresh every round, as in the simulator",
-    "patience": "stop training after this many rounds without a better model on validation, keep serving "
+    "patience": "stop training after this many rounds without a better validation loss, keep serving "
                 "snapshots (0: never; the simulator's early stopping)",
     "dp_epsilon": "differential privacy: epsilon the whole run spends (DP-SGD; needs --rounds; 0: no DP)",
     "dp_delta": "differential privacy: delta (default 1e-5)",

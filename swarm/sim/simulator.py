@@ -53,7 +53,7 @@ class SimState:
     active: torch.Tensor
     masks: torch.Tensor
     wire: dict[str, Any]  # Wire.state_dict(): keyframes and the bases readers hold
-    best: list[tuple[float, int, float]]  # BestModel's loss, round and accuracy per client
+    best: list[tuple[float, int]]  # BestModel's loss and round per client
     strategies: list[dict[str, Any]]  # state_dict() per client
     rngs: list[tuple]  # random.Random.getstate() per client
     result: dict[str, Any]  # the SimResult so far, as a dict
@@ -188,7 +188,7 @@ def simulate(
         log.warning("simulate: no validation split (val_samples = 0): no merge guard, no best-model "
                     "selection, no early stopping; the last round's models are reported")
     guarded = cfg.merge_guard and has_val and not needs.central
-    best = [BestModel(cfg.patience if has_val else 0, cfg.keep_by) for _ in range(n)]
+    best = [BestModel(cfg.patience if has_val else 0) for _ in range(n)]
     kept = flat.clone()  # each client's best model on its validation split so far
     active = torch.ones(n, dtype=torch.bool)
     first, elapsed = 0, 0.0
@@ -196,9 +196,8 @@ def simulate(
         first, elapsed, result = resume.next_round, resume.elapsed_s, SimResult(**resume.result)
         flat, kept, active, masks = resume.flat, resume.kept, resume.active, resume.masks
         wire.load_state_dict(resume.wire)
-        for b, (loss, round_, *acc) in zip(best, resume.best, strict=True):
-            # checkpoints written before the accuracy was kept hold (loss, round): kept by loss
-            b.loss, b.round, b.acc = loss, round_, acc[0] if acc else -math.inf
+        for b, (loss, round_) in zip(best, resume.best, strict=True):
+            b.loss, b.round = loss, round_
         for strategy, state in zip(strategies, resume.strategies, strict=True):
             strategy.load_state_dict(state)
         for rng, rng_state in zip(rngs, resume.rngs, strict=True):
@@ -219,8 +218,7 @@ def simulate(
         # As in the thesis, the model judged (and kept if best) is the one just trained, before merging.
         val_loss, val_acc = engine.evaluate(flat, "val") if has_val else (None, None)
         for i in range(n):
-            if (val_loss is not None and val_acc is not None and active[i]
-                    and best[i].offer(float(val_loss[i]), float(val_acc[i]), r)):
+            if val_loss is not None and active[i] and best[i].offer(float(val_loss[i]), r):
                 kept[i] = flat[i]
             active[i] = active[i] and not best[i].stalled(r)
         epsilons = spent(engine, n)
@@ -280,9 +278,9 @@ def simulate(
         if cfg.judge_merged and has_val and took:
             # Averaging neighbours' models often gives a better model than any one of them trained;
             # judged like a trained one, it may become the model the client keeps.
-            merged_loss, merged_acc = engine.evaluate(flat[took], "val", took)
-            for i, loss, acc in zip(took, merged_loss.tolist(), merged_acc.tolist(), strict=True):
-                if best[i].offer(loss, acc, r):
+            merged_loss, _ = engine.evaluate(flat[took], "val", took)
+            for i, loss in zip(took, merged_loss.tolist(), strict=True):
+                if best[i].offer(loss, r):
                     kept[i] = flat[i]
         tested = cfg.test_every > 0 and (r % cfg.test_every == cfg.test_every - 1 or r == cfg.rounds - 1)
         epsilon = largest(spent(engine, n))
@@ -312,7 +310,7 @@ def simulate(
         if on_state is not None:
             privacy = (engine.taken, engine.spent) if isinstance(engine, PrivateLoopEngine) else None
             on_state(SimState(
-                r + 1, flat, kept, active, masks, wire.state_dict(), [(b.loss, b.round, b.acc) for b in best],
+                r + 1, flat, kept, active, masks, wire.state_dict(), [(b.loss, b.round) for b in best],
                 [s.state_dict() for s in strategies], [g.getstate() for g in rngs],
                 dataclasses.asdict(result), torch.get_rng_state(), privacy,
                 elapsed + time.perf_counter() - started))

@@ -138,12 +138,5 @@ def test_patience_stops_a_node_as_the_simulator_stops_a_client() -> None:
     """The node's best-model record is the simulator's (`BestModel`), given the node's --patience;
     the loop stops training (and keeps serving) once it says stalled."""
     peer = learner(patience=2)
-    assert peer.best.offer(1.0, 0.5, 1) and not peer.best.offer(1.5, 0.5, 2)
+    assert peer.best.offer(1.0, 1) and not peer.best.offer(1.5, 2)
     assert not peer.best.stalled(2) and peer.best.stalled(3)
-
-
-def test_a_node_keeps_its_model_by_the_measure_the_simulator_does() -> None:
-    peer = learner(keep_by="accuracy")
-    assert peer.best.offer(1.0, 0.5, 1) and peer.best.offer(1.5, 0.6, 2) and peer.best.round == 2
-    with pytest.raises(ConfigError, match="keep_by must be one of loss, accuracy, got 'f1'"):
-        load_config(None, {"keep_by": "f1"}, env={})

@@ -7,7 +7,6 @@ from collections.abc import Mapping
 
 import pytest
 
-from swarm.errors import ConfigError
 from swarm.selection import BestModel, guard
 
 # Each peer's "model" is a point; the loss of a merge is the distance of the weighted mean to the
@@ -51,25 +50,11 @@ def test_guard_refuses_a_merge_whose_loss_is_not_a_number() -> None:
 
 def test_best_model_keeps_the_lowest_loss_and_stops_after_patience() -> None:
     best = BestModel(patience=2)
-    assert best.offer(1.0, 0.5, 0) and not best.offer(1.5, 0.9, 1) and best.offer(0.5, 0.4, 2)
+    assert best.offer(1.0, 0) and not best.offer(1.5, 1) and best.offer(0.5, 2)
     assert (best.loss, best.round) == (0.5, 2)
-    assert not best.offer(0.7, 0.9, 3) and not best.stalled(3)
-    assert not best.offer(0.6, 0.9, 4) and best.stalled(4)
+    assert not best.offer(0.7, 3) and not best.stalled(3)
+    assert not best.offer(0.6, 4) and best.stalled(4)
     assert not BestModel(patience=0).stalled(100)
-
-
-def test_best_model_by_accuracy_keeps_the_most_accurate_and_breaks_ties_by_loss() -> None:
-    best = BestModel(patience=2, keep_by="accuracy")
-    assert best.offer(0.5, 0.80, 0)
-    assert not best.offer(0.4, 0.79, 1)  # a lower loss alone does not count
-    assert best.offer(0.9, 0.85, 2) and (best.round, best.acc) == (2, 0.85)
-    assert not best.offer(1.0, 0.85, 3) and best.offer(0.8, 0.85, 4)  # a tie: the lower loss wins
-    assert not best.offer(0.1, 0.84, 5) and not best.offer(0.1, math.nan, 6) and best.stalled(6)
-
-
-def test_best_model_refuses_an_unknown_measure() -> None:
-    with pytest.raises(ConfigError, match="keep_by must be one of loss, accuracy"):
-        BestModel(keep_by="f1")
 
 
 def test_guard_allows_a_small_rise_of_the_loss_but_not_a_large_one() -> None:

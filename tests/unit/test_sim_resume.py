@@ -22,8 +22,6 @@ FAST = dict(clients=8, rounds=6, train_samples=20, val_samples=5, test_samples=1
 RUNS = {
     # strategy state (priors, 2-hop tables), the merge guard, best models and early stopping
     "dac": dict(strategy="dac", merge_guard=True, patience=2, explore_unknown=True),
-    # the best accuracy so far, which keeps a model and ends patience when kept by accuracy
-    "keep-by-accuracy": dict(strategy="dac", patience=2, keep_by="accuracy"),
     # the bag and the top-k memory across the stage switch and re-estimations
     "panm": dict(strategy="panm", stage1_rounds=2, reestimate_every=2),
     # the privacy accountant's steps and spent budget
@@ -65,14 +63,6 @@ def test_a_resumed_run_ends_as_the_uninterrupted_run(name: str, tmp_path: Path) 
         resumed = simulate(cfg, wire=SnapshotWire(cfg.encoding),
                            resume=stopped_after(cfg, stop, tmp_path / f"stop{stop}"))
         assert comparable(resumed) == comparable(whole), f"stopped after round {stop}"
-
-
-def test_a_checkpoint_from_before_the_accuracy_was_kept_resumes_by_loss(tmp_path: Path) -> None:
-    cfg = SimConfig(**{**FAST, **RUNS["dac"]})
-    state = stopped_after(cfg, 4, tmp_path)
-    older = dataclasses.replace(state, best=[(loss, round_) for loss, round_, _ in state.best])
-    resumed = simulate(cfg, wire=SnapshotWire(cfg.encoding), resume=older)
-    assert comparable(resumed) == comparable(simulate(cfg, wire=SnapshotWire(cfg.encoding)))
 
 
 def test_the_cli_resumes_from_its_checkpoint_and_refuses_another_runs(tmp_path: Path) -> None:
