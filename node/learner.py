@@ -331,7 +331,8 @@ class Learner:
         """Similarity of `peer_id`'s model `theirs` to mine, given what the metric reads (PANM's: both
         current updates, `PeerHistory`)."""
         inputs = SimilarityInputs(
-            init=self.init, loss_of=lambda _flat: self.loss_on_my_data(theirs), alpha=self.cfg.panm_alpha,
+            init=self.init, loss_of=lambda _flat: self.loss_on_my_data(theirs),
+            own_loss=lambda: self.loss_on_my_data(self.state()), alpha=self.cfg.panm_alpha,
             mine_prev=self.start if self.history else None,
             theirs_prev=self.history.previous(peer_id, theirs) if self.history else None)
         return float(self.metric(self.state(), theirs, inputs))

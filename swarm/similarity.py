@@ -31,12 +31,14 @@ def flatten(state: Weights) -> torch.Tensor:
 class SimilarityInputs:
     """Optional inputs: `init` = the swarm's common initial weights; `*_prev` = the weights the
     latest local training started from; `loss_of(theirs)` = loss of the peer's weights on MY training
-    data (the runtime provides it, it owns the model and data); `alpha` weighs PANM's two cosines."""
+    data and `own_loss()` = loss of my weights on it (the runtime provides both, it owns the model and
+    data; for stacked rows, one loss per row); `alpha` weighs PANM's two cosines."""
 
     init: Weights | None = None
     mine_prev: Weights | None = None
     theirs_prev: Weights | None = None
     loss_of: Callable[[torch.Tensor], torch.Tensor | float] | None = None
+    own_loss: Callable[[], torch.Tensor | float] | None = None
     alpha: float = 0.5
 
 
@@ -66,6 +68,20 @@ def inverse_loss(mine: torch.Tensor, theirs: torch.Tensor, ctx: SimilarityInputs
     return 1.0 / loss.clamp_min(1e-8)
 
 
+def loss_ratio(mine: torch.Tensor, theirs: torch.Tensor, ctx: SimilarityInputs) -> torch.Tensor:
+    """My loss / the peer's loss, both on my training data: 1 = the peer's model fits my data as
+    well as mine does. 1/loss grows as every model learns, so a score DAC stored 30 rounds ago looks
+    worse than one measured now and each peer ends up drawing the few it measured last; the ratio
+    divides that drift out."""
+    if ctx.loss_of is None or ctx.own_loss is None:
+        raise MissingInputError(
+            "similarity 'loss-ratio' needs loss_of and own_loss; pass them in SimilarityInputs"
+        )
+    own = torch.as_tensor(ctx.own_loss(), dtype=torch.float32)
+    loss = torch.as_tensor(ctx.loss_of(theirs), dtype=torch.float32)
+    return own / loss.clamp_min(1e-8)
+
+
 def cosine_weights(mine: torch.Tensor, theirs: torch.Tensor, ctx: SimilarityInputs) -> torch.Tensor:
     return _cos(theirs, mine)
 
@@ -91,6 +107,7 @@ def panm(mine: torch.Tensor, theirs: torch.Tensor, ctx: SimilarityInputs) -> tor
 
 SIMILARITIES: dict[str, Callable[[torch.Tensor, torch.Tensor, SimilarityInputs], torch.Tensor]] = {
     "inverse-loss": inverse_loss,
+    "loss-ratio": loss_ratio,
     "cosine-weights": cosine_weights,
     "cosine-updates": cosine_updates,
     "l2": l2,

@@ -30,7 +30,7 @@ HELP = {
     "samples_per_client": "training images per peer (a quarter as many more for validation)",
     "strategy": "neighbour choice: dac, panm, random, local",
     "similarity": "how a peer scores a neighbour's model (empty: the strategy's own, inverse-loss for dac): "
-                  "inverse-loss, cosine-weights, cosine-updates, l2, panm",
+                  "inverse-loss, loss-ratio (my loss / theirs), cosine-weights, cosine-updates, l2, panm",
     "neighbours": "neighbours each peer fetches and may merge per round",
     "encoding": "snapshot encoding: fp32, fp16, int8, topk-delta",
     "local_epochs": "passes over its own training data per round",

@@ -48,11 +48,13 @@ HELP = {
                 "names and initial weights every peer uses; image folders are matched to its classes by name",
     "strategy": f"whom to fetch and how to weigh them: {', '.join(runnable('node'))} (fedavg and oracle "
                 "run in `swarm-node simulate` only)",
-    "similarity": "how a peer scores a neighbour's model: inverse-loss, cosine-weights, cosine-updates, l2, "
-                  "panm; empty: the strategy's default (dac: inverse-loss, panm: panm; others score none)",
+    "similarity": "how a peer scores a neighbour's model: inverse-loss, loss-ratio (my loss / theirs on my "
+                  "data), cosine-weights, cosine-updates, l2, panm; empty: the strategy's default (dac: "
+                  "inverse-loss, panm: panm; others score none)",
     "neighbours": "peers fetched and merged each round (dac, random, gossip; panm: the size of its bag)",
     "encoding": "snapshot encoding: fp32, fp16, int8, topk-delta",
-    "tau": "dac: softmax temperature of the neighbour choice (0: the metric's default, 10 for inverse-loss)",
+    "tau": "dac: softmax temperature of the neighbour choice (0: the metric's default: 10 for inverse-loss, "
+           "30 for loss-ratio)",
     "tau_growth": "dac: the temperature grows by this much each round (tau + tau_growth x round; default 0)",
     "explore_unknown": "dac: a peer not scored yet gets the best prior, so every peer is tried (default on)",
     "two_hop": "dac: estimate peers never scored from the tables the fetched neighbours announce "

@@ -355,6 +355,13 @@ def merged_val_loss(engine: LoopEngine | BatchedEngine,
         return math.nan  # nothing mergeable: the guard refuses it
 
 
+def own_losses(engine: LoopEngine | BatchedEngine, flat: torch.Tensor, owners: list[int]) -> torch.Tensor:
+    """Each owner's loss on its own training data, one entry per pair (each owner evaluated once)."""
+    rows = sorted(set(owners))
+    at = {i: k for k, i in enumerate(rows)}
+    return engine.pair_losses(flat[rows], rows)[[at[i] for i in owners]]
+
+
 def score_pairs(
     metric: Callable[..., Any],
     cfg: SimConfig,
@@ -377,6 +384,7 @@ def score_pairs(
         mine_prev=torch.stack([start[i] for i, _ in pairs]),
         theirs_prev=torch.stack([start[j] for _, j in pairs]),
         loss_of=lambda rows: engine.pair_losses(rows, owners),
+        own_loss=lambda: own_losses(engine, flat, owners),
         alpha=cfg.panm_alpha,
     )
     values = metric(mine, theirs, ctx)

@@ -15,6 +15,7 @@ from swarm.partition import partition
 from swarm.privacy import PrivacyBudget
 from swarm.sim.dp_engine import PrivateLoopEngine
 from swarm.sim.engine import BatchedEngine, Layout, LoopEngine, TrainSettings
+from swarm.sim.simulator import own_losses
 from swarm.similarity import flatten
 
 torch.set_num_threads(1)
@@ -96,3 +97,13 @@ def test_private_engine_skips_inactive_clients(setups) -> None:
     out, loss = dp.train(flat, 0, ACTIVE)
     assert torch.equal(out[~ACTIVE], flat[~ACTIVE]) and loss[~ACTIVE].isnan().all()
     assert [t > 0 for t in dp.taken] == ACTIVE.tolist()  # no budget spent while stopped
+
+
+def test_own_losses_evaluate_each_owner_once_and_answer_per_pair(setups) -> None:
+    clients, name = setups["thesis-cnn"]
+    layout, flat = weights(name)
+    run = BatchedEngine(layout, clients, TrainSettings(1, 8, 3e-4, "adam", seed=0))
+    owners = [2, 0, 2, 5]
+    expected = run.pair_losses(flat[owners], owners)
+    assert torch.allclose(own_losses(run, flat, owners), expected, atol=1e-6)
+    assert expected[0] == expected[2] and expected[0] != expected[1]

@@ -68,6 +68,15 @@ def test_score_and_merge_use_the_peer_state() -> None:
     assert torch.allclose(a.state()[key], (mine[key] + theirs[key]) / 2, atol=1e-6)
 
 
+def test_loss_ratio_divides_my_loss_by_the_peers_on_my_data() -> None:
+    a, b = learner(strategy="dac", similarity="loss-ratio"), learner(client=1)
+    a.train(None)
+    b.train(None)
+    mine, theirs = a.state(), b.state()
+    assert a.score("b", theirs) == pytest.approx(a.loss_on_my_data(mine) / a.loss_on_my_data(theirs))
+    assert a.score("me", mine) == pytest.approx(1.0)
+
+
 def test_the_merge_guard_refuses_a_poisoned_model_and_tells_the_strategy() -> None:
     a = learner(strategy="dac")
     a.train(None)

@@ -39,6 +39,8 @@ def test_metrics_on_state_dicts() -> None:
     assert similarity("l2")(mine, theirs) == pytest.approx(1.0)
     ctx = SimilarityInputs(loss_of=lambda w: float(w.sum()))
     assert similarity("inverse-loss")(mine, theirs, ctx) == pytest.approx(0.5)
+    ctx = SimilarityInputs(loss_of=lambda w: float(w.sum()), own_loss=lambda: 0.5)
+    assert similarity("loss-ratio")(mine, theirs, ctx) == pytest.approx(0.25)
     ctx = SimilarityInputs(init=init, mine_prev=sd(0, 0, 0), theirs_prev=sd(0, 0, 1), alpha=0.25)
     expected = 0.25 * (2 / math.sqrt(5)) + 0.75 * (1 / math.sqrt(2))
     assert similarity("panm")(mine, theirs, ctx) == pytest.approx(expected)
@@ -48,11 +50,13 @@ def test_metrics_on_state_dicts() -> None:
 def test_stacked_rows_equal_single_pairs(name: str) -> None:
     g = torch.Generator().manual_seed(0)
     mine, theirs, init = (torch.randn(4, 7, generator=g) for _ in range(3))
-    ctx = SimilarityInputs(
-        init=init[0], mine_prev=init[1], theirs_prev=init[2], loss_of=lambda w: w.abs().sum(dim=-1)
-    )
-    stacked = similarity(name)(mine, theirs, ctx)
-    single = [similarity(name)(mine[k], theirs[k], ctx) for k in range(4)]
+    def ctx(rows: torch.Tensor) -> SimilarityInputs:
+        return SimilarityInputs(init=init[0], mine_prev=init[1], theirs_prev=init[2],
+                                loss_of=lambda w: w.abs().sum(dim=-1),
+                                own_loss=lambda: rows.abs().sum(dim=-1))
+
+    stacked = similarity(name)(mine, theirs, ctx(mine))
+    single = [similarity(name)(mine[k], theirs[k], ctx(mine[k])) for k in range(4)]
     assert stacked.tolist() == pytest.approx(single, rel=1e-5)
 
 
@@ -61,6 +65,8 @@ def test_similarity_errors_are_specific() -> None:
         similarity("dot")
     with pytest.raises(MissingInputError, match="init"):
         similarity("cosine-updates")(sd(1, 2, 3), sd(1, 2, 3))
+    with pytest.raises(MissingInputError, match="own_loss"):
+        similarity("loss-ratio")(sd(1, 2, 3), sd(1, 2, 3), SimilarityInputs(loss_of=lambda w: 1.0))
 
 
 def test_weighted_mean_renormalises() -> None:

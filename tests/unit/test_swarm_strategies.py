@@ -114,7 +114,9 @@ def test_dac_tau_schedule_and_similarity_weights() -> None:
 
 def test_dac_tau_defaults_per_metric() -> None:
     assert build_strategy("dac").tau == DEFAULT_TAU["inverse-loss"] == 10.0
-    for metric, tau in [("cosine-updates", 200.0), ("cosine-weights", 200.0), ("panm", 200.0), ("l2", 30.0)]:
+    pairs = [("loss-ratio", 30.0), ("cosine-updates", 200.0), ("cosine-weights", 200.0), ("panm", 200.0),
+             ("l2", 30.0)]
+    for metric, tau in pairs:
         assert build_strategy("dac", similarity=metric, tau=0.0).tau == tau
     assert build_strategy("dac", similarity="l2", tau=5.0).tau == 5.0
     config = {"similarity": "", "tau": 0.0, "tau_growth": 0.0, "explore_unknown": False, "rounds": 3}
