@@ -1,5 +1,6 @@
 """Mean validation accuracy (rounds.csv's `val_acc`) over windows of rounds, one column per run, as
-a Markdown table; a window is printed while at least two runs reach it (a run cut short ends early).
+a Markdown table; a window is printed while at least two runs reach it (a run cut short, or still
+going, ends early).
 
     .venv/bin/python docs/experiments/val-windows.py [--every 20] RUN_DIR...
 """
@@ -11,8 +12,14 @@ import csv
 import statistics
 from pathlib import Path
 
+import torch
+
 
 def val_acc(run: Path) -> list[float]:
+    """From rounds.csv, or from the checkpoint of a run still going (the rounds it has finished)."""
+    if not (run / "rounds.csv").exists() and (run / "checkpoint.pt").exists():
+        rounds = torch.load(run / "checkpoint.pt", weights_only=False)["state"]["result"]["rounds"]
+        return [float(r["val_acc"]) for r in rounds]
     with open(run / "rounds.csv", newline="") as f:
         return [float(row["val_acc"]) for row in csv.DictReader(f)]
 

@@ -113,11 +113,14 @@ class DAC(Strategy):
 
     def choose(self, view: PeerView, rng: random.Random) -> list[str]:
         ids = sorted(c.peer_id for c in others(view))
+        return softmax_sample(ids, self.logits(ids, view.round), self.neighbours, rng)
+
+    def logits(self, ids: Sequence[str], round_: int) -> list[float]:
+        """tau_t * prior of each of `ids`: the first draw's softmax is where a peer's choice goes."""
         known = self.measured.keys() | self.estimated.keys()
         unknown = max(map(self.prior, known), default=0.0) if self.explore_unknown else 0.0
-        tau = self.tau_at(view.round)
-        logits = [tau * (self.prior(p) if p in known else unknown) for p in ids]
-        return softmax_sample(ids, logits, self.neighbours, rng)
+        tau = self.tau_at(round_)
+        return [tau * (self.prior(p) if p in known else unknown) for p in ids]
 
     def observe(self, view: PeerView, scores: Scores, advertised: Advertised | None = None) -> None:
         fresh = finite_scores(scores, view.me)
