@@ -1,0 +1,69 @@
+"""Score every client's current model on a few clients' training data, from a running simulation's
+checkpoint: per cluster of the scored model, the mean inverse loss (DAC's metric) and loss ratio (my
+loss / theirs), and their spread within the scoring client's own cluster. It shows what a client
+would measure if it measured everyone now, to set against the priors it has stored (choice-spread.py).
+
+    .venv/bin/python docs/experiments/fresh-scores.py runs/diag/RUN/checkpoint.pt --clients 3,75,92
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import statistics
+from pathlib import Path
+
+import torch
+
+from swarm.data import load_dataset
+from swarm.features import client_inputs
+from swarm.models import build_model
+from swarm.partition import partition
+from swarm.sim.config import SimConfig
+from swarm.sim.engine import Layout, TrainSettings
+from swarm.sim.simulator import make_engine
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("checkpoint", type=Path, help="a run's checkpoint.pt")
+    parser.add_argument("--clients", default="3,75,92", help="comma-separated clients whose data scores")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    state = torch.load(args.checkpoint, weights_only=False)["state"]
+    keys = {f.name for f in dataclasses.fields(SimConfig)} - {"engine"}  # the summary names its class
+    cfg = SimConfig(**{k: v for k, v in state["result"]["config"].items() if k in keys})
+    ds = load_dataset(cfg.dataset)
+    data = partition(ds, cfg.partition, cfg.clients, train=cfg.train_samples, val=cfg.val_samples,
+                     test=cfg.test_samples, seed=cfg.seed, alpha=cfg.alpha, split=cfg.split)
+    model = build_model(cfg.model or ds.model, in_channels=ds.in_channels, num_classes=ds.num_classes)
+    data = client_inputs(model, data)
+    settings = TrainSettings(cfg.local_epochs, cfg.batch_size, cfg.lr, cfg.optimizer, cfg.seed)
+    engine = make_engine(cfg, Layout(model), data, settings)
+    flat, clusters = state["flat"], [c.cluster for c in data]
+    n = len(clusters)
+    print(f"round {state['next_round']}")
+    print("| client (cluster) | own loss | 1/loss by cluster | sd in own cluster | ratio by cluster "
+          "| sd in own cluster |")
+    print("|---|---|---|---|---|---|")
+    for i in (int(c) for c in args.clients.split(",")):
+        losses = engine.pair_losses(flat, [i] * n).tolist()
+        inverse = [1 / loss for loss in losses]
+        ratio = [losses[i] / loss for loss in losses]
+
+        def by_cluster(values: list[float], i: int = i) -> str:
+            means = (statistics.fmean(values[j] for j in range(n) if clusters[j] == c and j != i)
+                     for c in sorted(set(clusters)))
+            return " / ".join(f"{m:.3f}" for m in means)
+
+        def own_sd(values: list[float], i: int = i) -> str:
+            own = [values[j] for j in range(n) if clusters[j] == clusters[i] and j != i]
+            return f"{statistics.pstdev(own):.3f}"
+
+        print(f"| {i} ({clusters[i]}) | {losses[i]:.3f} | {by_cluster(inverse)} | {own_sd(inverse)} | "
+              f"{by_cluster(ratio)} | {own_sd(ratio)} |")
+
+
+if __name__ == "__main__":
+    main()
