@@ -73,6 +73,7 @@ class NodeConfig:
     explore_unknown: bool = True  # dac
     two_hop: bool = True  # dac
     two_hop_cap: bool = False  # dac
+    rejection_penalty: float = 0.5  # dac
     aggregate: str = "samples"  # dac: "samples" or "similarity"
     stage1_rounds: int = 50  # panm
     reestimate_every: int = 2  # panm

@@ -61,6 +61,8 @@ HELP = {
                "(default on)",
     "two_hop_cap": "dac: a 2-hop estimate is at most the similarity of the neighbour it came through, "
                    "whose table is on its own data's scale (default off; the thesis copies it)",
+    "rejection_penalty": "dac: a merge the guard refuses multiplies the peer's prior by this until it is "
+                         "scored again (default 0.5; 1: no penalty)",
     "aggregate": "dac: merge weights by training-set size (samples, default) or by similarity",
     "stage1_rounds": "panm: rounds of stage 1, which builds the neighbour bag from the best-scored peers "
                      "(default 50)",

@@ -37,6 +37,7 @@ class SimConfig:
     explore_unknown: bool = True  # dac: a peer not yet scored gets the best prior (False: the thesis's ~0)
     two_hop: bool = True
     two_hop_cap: bool = False  # dac: a 2-hop estimate is at most the similarity it came through (ours)
+    rejection_penalty: float = 0.5  # dac: a refused merge multiplies the peer's prior by this (1: none)
     aggregate: str = "samples"  # dac: "samples" or "similarity"
     stage1_rounds: int = 50  # panm
     reestimate_every: int = 2  # panm (the thesis's runs)

@@ -39,7 +39,8 @@ torch.set_num_threads(1)
 NODE_STRATEGIES = runnable("node")
 CID = "bafkreibdpug3gru6cvxx3zxa2l6rg4h66buma55nsuqev75u3kgh7a3lka"
 # Strategy parameters both configs hold, with a value unlike each default.
-PARAMS = {"tau": 7.5, "tau_growth": 0.5, "two_hop": False, "two_hop_cap": True, "aggregate": "similarity",
+PARAMS = {"tau": 7.5, "tau_growth": 0.5, "two_hop": False, "two_hop_cap": True, "rejection_penalty": 0.9,
+          "aggregate": "similarity",
           "explore_unknown": False, "stage1_rounds": 3, "reestimate_every": 4, "topology": "ring",
           "degree": 2, "graph_seed": 3, "neighbours": 1}
 

@@ -164,6 +164,12 @@ def test_rejected_lowers_dac_priors() -> None:
     s.observe(view(), {"p1": 2.0, "p2": -0.5, "p3": 1.0})
     s.rejected(["p1", "p2", "p9"])
     assert s.measured == {"p1": 1.0, "p2": -1.0, "p3": 1.0}
+    gentle = build_strategy("dac", rejection_penalty=1.0)
+    gentle.observe(view(), {"p1": 2.0, "p2": -0.5})
+    gentle.rejected(["p1", "p2"])
+    assert gentle.measured == {"p1": 2.0, "p2": -0.5}
+    with pytest.raises(ValueError, match=r"rejection_penalty must be in \(0, 1\]"):
+        build_strategy("dac", rejection_penalty=0.0)
     build_strategy("random").rejected(["p1"])  # other strategies ignore it
 
 
