@@ -71,8 +71,8 @@ def inverse_loss(mine: torch.Tensor, theirs: torch.Tensor, ctx: SimilarityInputs
 def loss_ratio(mine: torch.Tensor, theirs: torch.Tensor, ctx: SimilarityInputs) -> torch.Tensor:
     """My loss / the peer's loss, both on my training data: 1 = the peer's model fits my data as
     well as mine does. 1/loss grows as every model learns, so a score DAC stored 30 rounds ago looks
-    worse than one measured now and each peer ends up drawing the few it measured last; the ratio
-    divides that drift out."""
+    worse than one measured now, and a peer draws mostly the few it measured last; the ratio divides
+    that drift out."""
     if ctx.loss_of is None or ctx.own_loss is None:
         raise MissingInputError(
             "similarity 'loss-ratio' needs loss_of and own_loss; pass them in SimilarityInputs"

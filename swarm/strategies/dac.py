@@ -34,8 +34,9 @@ from swarm.strategies.view import Advertised, PeerView, Scores
 AGGREGATIONS = ("samples", "similarity")
 # The thesis's temperatures per similarity metric (cosine was tried at 100, 200 and 300): the metrics'
 # scales differ (1/loss is ~0.1-10, a cosine at most 1), so one tau cannot suit them all. loss-ratio
-# is ours: 30 keeps a peer's own cluster near uniform (spread ~0.02 around 0.96 at the rotation
-# setting, e^+-0.6), draws a 10% worse fit e^3 times less often and the wrong orientation (~0.15) never.
+# is ours: on fresh scores 30 keeps a peer's own cluster near uniform (spread ~0.02 around 0.96 at the
+# rotation setting, e^+-0.6), draws a 10% worse fit e^3 times less often and the wrong orientation
+# (~0.15) never; stored scores still narrow the choice (docs/results.md, "DAC's choices narrow").
 DEFAULT_TAU = {
     "inverse-loss": 10.0,
     "loss-ratio": 30.0,
@@ -162,7 +163,8 @@ class DAC(Strategy):
         """A refused merge is evidence the peer is less similar than its score says: move its measured
         prior away from the top (times `rejection_penalty` if positive, divided by it if negative)
         until it is re-scored. At 0.5 and a sharp tau a peer of my own cluster refused once, on the
-        noise of 100 validation images, is hardly ever drawn again, so it is never re-scored."""
+        noise of 100 validation images, is drawn e^9 times less often (tau 10, 1/loss ~2), so it is
+        rarely re-scored (docs/results.md, "DAC's choices narrow")."""
         factor = self.rejection_penalty
         for peer in peers:
             if peer in self.measured:
