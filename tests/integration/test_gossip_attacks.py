@@ -150,6 +150,16 @@ class Flooder:
         self.host.get_network().unblock_peer(self.victim.peer_id)
         await self.host.connect(self.victim)
 
+    async def longest_connected_s(self, window_s: float) -> float:
+        """The longest stretch within `window_s` during which we were connected to the victim."""
+        longest = run = 0.0
+        step = 0.05
+        for _ in range(round(window_s / step)):
+            run = run + step if self.connected() else 0.0
+            longest = max(longest, run)
+            await trio.sleep(step)
+        return longest
+
     async def flood_until_cut(self) -> int:
         """Connect and announce ~200/s until the victim cuts us off (or 2000 were sent); the count sent."""
         sent = 0
@@ -251,8 +261,8 @@ def test_a_flooder_is_banned_cut_off_and_let_back_while_honest_announcements_flo
 async def flood_once(victim_addr: str, key_pair: object) -> dict[str, Any]:
     async with Flooder(victim_addr, key_pair).running() as flooder:
         sent = await flooder.flood_until_cut()
-        await trio.sleep(1.0)
-        return {"sent": sent, "connected": flooder.connected()}
+        # Our own pubsub redials the victim to retry its stream; the victim must close each redial at once.
+        return {"sent": sent, "longest_reconnect_s": await flooder.longest_connected_s(3.0)}
 
 
 @pytest.mark.timeout(120)
@@ -263,7 +273,8 @@ def test_the_bootstrap_bans_a_flooder_and_keeps_relaying(tmp_path_factory: pytes
     try:
         key_pair = create_new_key_pair()
         out = trio.run(flood_once, boot.addr, key_pair)
-        assert out["sent"] < 300 and not out["connected"], f"the bootstrap did not cut the flooder off: {out}"
+        assert out["sent"] < 300 and out["longest_reconnect_s"] < 1.0, \
+            f"the bootstrap did not cut the flooder off: {out}"
         # Still serving: two new peers find each other through it and exchange announcements.
         a = Peer(SWARM, root / "a", [boot.addr])
         children.append(a)
