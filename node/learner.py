@@ -7,9 +7,10 @@ comes from `swarm/`, the very code the simulator runs.
 
 from __future__ import annotations
 
+import functools
 import random
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -327,15 +328,20 @@ class Learner:
         state = self.best_state if self.has_val and self.best.round >= 0 else self.state()
         return self._on_my_data(state, "test")[1]
 
-    def score(self, peer_id: str, theirs: StateDict) -> float:
-        """Similarity of `peer_id`'s model `theirs` to mine, given what the metric reads (PANM's: both
-        current updates, `PeerHistory`)."""
+    def scores(self, theirs: Mapping[str, StateDict]) -> dict[str, float]:
+        """Similarity of each peer's model to mine, given what the metric reads (PANM's: both current
+        updates, `PeerHistory`). My own loss, which loss-ratio divides by, is measured once for all."""
+        mine = self.state()
+        own_loss = functools.cache(lambda: self.loss_on_my_data(mine))
+        return {peer_id: self._score(peer_id, mine, state, own_loss) for peer_id, state in theirs.items()}
+
+    def _score(self, peer_id: str, mine: StateDict, theirs: StateDict,
+               own_loss: Callable[[], float]) -> float:
         inputs = SimilarityInputs(
-            init=self.init, loss_of=lambda _flat: self.loss_on_my_data(theirs),
-            own_loss=lambda: self.loss_on_my_data(self.state()), alpha=self.cfg.panm_alpha,
-            mine_prev=self.start if self.history else None,
+            init=self.init, loss_of=lambda _flat: self.loss_on_my_data(theirs), own_loss=own_loss,
+            alpha=self.cfg.panm_alpha, mine_prev=self.start if self.history else None,
             theirs_prev=self.history.previous(peer_id, theirs) if self.history else None)
-        return float(self.metric(self.state(), theirs, inputs))
+        return float(self.metric(mine, theirs, inputs))
 
     def merge(self, me: str, states: dict[str, StateDict], weights: dict[str, float],
               rounds_trained: int) -> Guarded:

@@ -45,7 +45,7 @@ class Merging:
         scores: dict[str, float] = {}
         if learner.needs.scores:  # a strategy that weighs without scores is spared the work
             with self.timer("score"):
-                scores = {p: learner.score(p, a.state) for p, a in arrived.items()}
+                scores = learner.scores({p: a.state for p, a in arrived.items()})
         for peer_id in [p for p, score in scores.items() if score != score]:  # NaN: useless on my data
             self.emit(f"skipped {short_id(peer_id)}: similarity is not a number")
             del scores[peer_id], arrived[peer_id]

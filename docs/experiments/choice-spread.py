@@ -19,13 +19,6 @@ import torch
 from swarm.strategies import build_strategy
 
 
-def spread(logits: list[float]) -> list[float]:
-    top = max(logits)
-    weights = [math.exp(x - top) for x in logits]
-    total = sum(weights)
-    return [w / total for w in weights]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -40,7 +33,8 @@ def main() -> None:
         dac = build_strategy("dac", similarity=saved["similarity"], tau=saved["tau"])
         dac.load_state_dict(saved)
         others = [j for j in range(len(ids)) if j != i]
-        probs = spread(dac.logits([ids[j] for j in others], state["next_round"]))
+        logits = torch.tensor(dac.logits([ids[j] for j in others], state["next_round"]), dtype=torch.float64)
+        probs = torch.softmax(logits, dim=0).tolist()
         entropy = -sum(p * math.log(p) for p in probs if p > 0)
         perplexity.setdefault(clusters[i], []).append(math.exp(entropy))
         own.setdefault(clusters[i], []).append(sum(p for p, j in zip(probs, others, strict=True)

@@ -15,13 +15,8 @@ from pathlib import Path
 
 import torch
 
-from swarm.data import load_dataset
-from swarm.features import client_inputs
-from swarm.models import build_model
-from swarm.partition import partition
 from swarm.sim.config import SimConfig
-from swarm.sim.engine import Layout, TrainSettings
-from swarm.sim.simulator import make_engine
+from swarm.sim.simulator import build_setup
 
 
 def main() -> None:
@@ -34,14 +29,8 @@ def main() -> None:
     state = torch.load(args.checkpoint, weights_only=False)["state"]
     keys = {f.name for f in dataclasses.fields(SimConfig)} - {"engine"}  # the summary names its class
     cfg = SimConfig(**{k: v for k, v in state["result"]["config"].items() if k in keys})
-    ds = load_dataset(cfg.dataset)
-    data = partition(ds, cfg.partition, cfg.clients, train=cfg.train_samples, val=cfg.val_samples,
-                     test=cfg.test_samples, seed=cfg.seed, alpha=cfg.alpha, split=cfg.split)
-    model = build_model(cfg.model or ds.model, in_channels=ds.in_channels, num_classes=ds.num_classes)
-    data = client_inputs(model, data)
-    settings = TrainSettings(cfg.local_epochs, cfg.batch_size, cfg.lr, cfg.optimizer, cfg.seed)
-    engine = make_engine(cfg, Layout(model), data, settings)
-    flat, clusters = state["flat"], [c.cluster for c in data]
+    setup = build_setup(cfg)
+    engine, flat, clusters = setup.engine, state["flat"], [c.cluster for c in setup.clients]
     n = len(clusters)
     print(f"round {state['next_round']}")
     print("| client (cluster) | own loss | 1/loss by cluster | sd in own cluster | ratio by cluster "

@@ -87,6 +87,27 @@ def pick_engine(cfg: SimConfig, layout: Layout) -> type[LoopEngine] | type[Batch
     return BatchedEngine if cfg.engine == "batched" else LoopEngine
 
 
+@dataclass(frozen=True)
+class Setup:
+    """What a run trains: each client's data (inputs shaped for the model), the model's layout, the engine."""
+
+    clients: list[ClientData]
+    layout: Layout
+    engine: LoopEngine | BatchedEngine
+
+
+def build_setup(cfg: SimConfig) -> Setup:
+    """The clients, model and engine `cfg` names; the model's first weights come from torch's global seed."""
+    ds = load_dataset(cfg.dataset)
+    clients = partition(ds, cfg.partition, cfg.clients, train=cfg.train_samples, val=cfg.val_samples,
+                        test=cfg.test_samples, seed=cfg.seed, alpha=cfg.alpha, split=cfg.split)
+    model = build_model(cfg.model or ds.model, in_channels=ds.in_channels, num_classes=ds.num_classes)
+    clients = client_inputs(model, clients)
+    layout = Layout(model)
+    settings = TrainSettings(cfg.local_epochs, cfg.batch_size, cfg.lr, cfg.optimizer, cfg.seed)
+    return Setup(clients, layout, make_engine(cfg, layout, clients, settings))
+
+
 def make_engine(cfg: SimConfig, layout: Layout, clients: list[ClientData],
                 settings: TrainSettings) -> LoopEngine | BatchedEngine:
     """DP runs train with DP-SGD one client at a time (`swarm.sim.dp_engine`); others per `pick_engine`."""
@@ -148,23 +169,8 @@ def simulate(
     device = pick_device(cfg.device)
     if device.type != "cpu":
         log.info("simulate: device %s requested; the simulator computes on cpu", device)
-    ds = load_dataset(cfg.dataset)
-    clients = partition(
-        ds,
-        cfg.partition,
-        cfg.clients,
-        train=cfg.train_samples,
-        val=cfg.val_samples,
-        test=cfg.test_samples,
-        seed=cfg.seed,
-        alpha=cfg.alpha,
-        split=cfg.split,
-    )
-    model = build_model(cfg.model or ds.model, in_channels=ds.in_channels, num_classes=ds.num_classes)
-    clients = client_inputs(model, clients)
-    layout = Layout(model)
-    settings = TrainSettings(cfg.local_epochs, cfg.batch_size, cfg.lr, cfg.optimizer, cfg.seed)
-    engine = make_engine(cfg, layout, clients, settings)
+    setup = build_setup(cfg)
+    clients, layout, engine = setup.clients, setup.layout, setup.engine
     n = len(clients)
     ids = [f"c{i:03d}" for i in range(n)]
     index = {p: i for i, p in enumerate(ids)}
@@ -173,7 +179,7 @@ def simulate(
     strategies: list[Strategy] = [configured_strategy(cfg.strategy, needs, values) for _ in range(n)]
     metric = similarity(metric_name)
     rngs = [random.Random(cfg.seed * 1_000_003 + i) for i in range(n)]
-    init = flatten(model.state_dict())
+    init = flatten(layout.model.state_dict())
     flat = init.repeat(n, 1)
     schedule = schedule_from(cfg.to_dict())
     pruning = RowPruning(schedule, layout.names, layout.shapes) if schedule is not None else None

@@ -60,7 +60,7 @@ def test_score_and_merge_use_the_peer_state() -> None:
     for _ in range(2):
         a.train(None)
         b.train(None)
-    assert a.score("b", b.state()) > 0
+    assert a.scores({"b": b.state()})["b"] > 0
     mine, theirs = a.state(), b.state()
     verdict = a.merge("me", {"me": mine, "peer": theirs}, {"me": 0.5, "peer": 0.5}, rounds_trained=2)
     assert verdict.rejected == []  # iid digits: the peer's model helps
@@ -68,13 +68,23 @@ def test_score_and_merge_use_the_peer_state() -> None:
     assert torch.allclose(a.state()[key], (mine[key] + theirs[key]) / 2, atol=1e-6)
 
 
-def test_loss_ratio_divides_my_loss_by_the_peers_on_my_data() -> None:
+def test_loss_ratio_divides_my_loss_by_the_peers_on_my_data(monkeypatch: pytest.MonkeyPatch) -> None:
     a, b = learner(strategy="dac", similarity="loss-ratio"), learner(client=1)
     a.train(None)
     b.train(None)
     mine, theirs = a.state(), b.state()
-    assert a.score("b", theirs) == pytest.approx(a.loss_on_my_data(mine) / a.loss_on_my_data(theirs))
-    assert a.score("me", mine) == pytest.approx(1.0)
+    expected = a.loss_on_my_data(mine) / a.loss_on_my_data(theirs)
+    measure, evaluated = a.loss_on_my_data, []
+
+    def counted(state: dict[str, torch.Tensor], split: str = "train") -> float:
+        evaluated.append(state)
+        return measure(state, split)
+
+    monkeypatch.setattr(a, "loss_on_my_data", counted)
+    got = a.scores({"b": theirs, "me": mine, "b again": theirs})
+    assert got["b"] == pytest.approx(expected) and got["b again"] == got["b"]
+    assert got["me"] == pytest.approx(1.0)
+    assert len(evaluated) == 4, "my own loss is measured once per scoring, not once per peer"
 
 
 def test_the_merge_guard_refuses_a_poisoned_model_and_tells_the_strategy() -> None:

@@ -59,19 +59,19 @@ def test_panm_scores_with_both_current_updates_not_only_the_accumulated_ones() -
     me.train(None)
     peer.train(None)
     before = peer.state()
-    me.score("peer", before)
+    me.scores({"peer": before})
     peer.train(None)
     theirs = peer.state()
-    got = me.score("peer", theirs)
+    got = me.scores({"peer": theirs})["peer"]
     mine, start, init = flatten(me.state()), flatten(me.start), flatten(me.init)
     current = cos(flatten(theirs) - flatten(before), mine - start)
     accumulated = cos(flatten(theirs) - init, mine - init)
     assert got == pytest.approx(current, abs=1e-5)
     assert abs(current - accumulated) > 0.01  # far beyond the tolerance: the degraded metric fails
     # The same snapshot scored again is no new update: the step before it still counts.
-    assert me.score("peer", theirs) == pytest.approx(current, abs=1e-5)
+    assert me.scores({"peer": theirs})["peer"] == pytest.approx(current, abs=1e-5)
     # A peer seen once: its update since the common init, as in the simulator's first round.
-    once = me.score("newcomer", theirs)
+    once = me.scores({"newcomer": theirs})["newcomer"]
     assert once == pytest.approx(cos(flatten(theirs) - init, mine - start), abs=1e-5)
 
 

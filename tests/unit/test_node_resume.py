@@ -35,7 +35,7 @@ def one_round(me: Learner, round_: int, snapshots: dict[str, dict[str, torch.Ten
     """A node's round without the network: choose, train, score the chosen peers' snapshots, observe."""
     chosen = me.choose(view(round_))
     me.train(None)
-    me.observe(view(round_), {p: me.score(p, snapshots[p]) for p in chosen}, {})
+    me.observe(view(round_), me.scores({p: snapshots[p] for p in chosen}), {})
 
 
 def test_a_panm_learner_resumed_from_its_checkpoint_scores_and_chooses_as_the_uninterrupted_one(
@@ -64,7 +64,7 @@ def test_a_panm_learner_resumed_from_its_checkpoint_scores_and_chooses_as_the_un
     resumed.train(None)
     assert all(torch.equal(resumed.state()[k], me.state()[k]) for k in me.state())  # the same batches
     for peer in PEERS:
-        got, uninterrupted = resumed.score(peer, rounds[2][peer]), me.score(peer, rounds[2][peer])
+        got, uninterrupted = (learner.scores({peer: rounds[2][peer]})[peer] for learner in (resumed, me))
         assert got == uninterrupted, (peer, got, uninterrupted)
 
 
@@ -74,7 +74,7 @@ def test_checkpoint_history_holds_the_models_scored(tmp_path: Path) -> None:
     me.train(None)
     for _ in range(2):
         peer.train(None)
-        me.score("peer", peer.state())
+        me.scores({"peer": peer.state()})
     checkpoint.save(tmp_path, checkpoint.Checkpoint(peer_id="me", round=2, **me.saved()))
     saved = checkpoint.load(tmp_path)
     assert saved is not None

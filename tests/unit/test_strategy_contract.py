@@ -56,7 +56,7 @@ def test_the_node_scores_with_the_strategy_default_metric_unless_the_config_name
     assert panm.needs.similarity == "panm" and panm.needs.scores
     panm.train(None)
     # PANM's metric is a cosine of updates: my own model is exactly like itself (1/loss would not be 1).
-    assert panm.score("me", panm.state()) == pytest.approx(1.0)
+    assert panm.scores({"me": panm.state()})["me"] == pytest.approx(1.0)
     assert learner(strategy="dac").needs.similarity == "inverse-loss"
     assert learner(strategy="panm", similarity="l2").needs.similarity == "l2"
     assert not learner(strategy="random").needs.scores
@@ -139,11 +139,11 @@ def finish_with_one_neighbour(tmp_path: Path, strategy: str, monkeypatch: pytest
                       lambda *a, **k: None)
     scored: list[str] = []
 
-    def score(peer_id: str, state: dict) -> float:
-        scored.append(peer_id)
-        return 1.0
+    def scores(theirs: dict) -> dict[str, float]:
+        scored.extend(theirs)
+        return dict.fromkeys(theirs, 1.0)
 
-    monkeypatch.setattr(me, "score", score)
+    monkeypatch.setattr(me, "scores", scores)
     view = PeerView("me", 1, 100, [Candidate("p1", 100, 1)])
     arrived = {"p1": Arrived(ann, learner(client=1).state(), ann.dp_epsilon)}
     assert merging.merge(arrived, view, 1) == 1
