@@ -64,7 +64,7 @@ def test_a_panm_learner_resumed_from_its_checkpoint_scores_and_chooses_as_the_un
     resumed.train(None)
     assert all(torch.equal(resumed.state()[k], me.state()[k]) for k in me.state())  # the same batches
     for peer in PEERS:
-        got, uninterrupted = (learner.scores({peer: rounds[2][peer]})[peer] for learner in (resumed, me))
+        got, uninterrupted = (node.scores({peer: rounds[2][peer]})[peer] for node in (resumed, me))
         assert got == uninterrupted, (peer, got, uninterrupted)
 
 
