@@ -51,6 +51,7 @@ def summary(result: SimResult) -> dict[str, Any]:
             "max_acc": max(acc, default=None),
             "per_client": acc,
             "best_round": result.best_rounds,
+            "kept_merged": result.kept_merged,
             "clusters": result.clusters,
             # Strict JSON has no Infinity: a clip-only run (no noise) has no finite epsilon.
             "epsilon_spent": result.epsilon_spent if result.epsilon_spent is None

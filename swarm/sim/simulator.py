@@ -60,6 +60,7 @@ class SimState:
     torch_rng: torch.Tensor
     privacy: tuple[list[int], list[float]] | None  # DP steps taken and epsilon spent per client
     elapsed_s: float
+    kept_merged: list[bool | None] | None = None  # absent from checkpoints written before it was kept
 
 
 @dataclass
@@ -68,6 +69,9 @@ class SimResult:
     rounds: list[dict[str, Any]] = field(default_factory=list)
     per_client: list[float] = field(default_factory=list)
     best_rounds: list[int] = field(default_factory=list)  # the round of each client's kept model
+    # Whether each client's kept model is a merged one, not one just trained; None where the record
+    # dates from before a resume from a checkpoint that did not say.
+    kept_merged: list[bool | None] = field(default_factory=list)
     clusters: list[int] = field(default_factory=list)
     bytes_sent_total: int = 0
     epsilon_spent: float | None = None  # largest over clients; None without DP
@@ -196,11 +200,13 @@ def simulate(
     guarded = cfg.merge_guard and has_val and not needs.central
     best = [BestModel(cfg.patience if has_val else 0) for _ in range(n)]
     kept = flat.clone()  # each client's best model on its validation split so far
+    kept_merged: list[bool | None] = [False] * n
     active = torch.ones(n, dtype=torch.bool)
     first, elapsed = 0, 0.0
     if resume is not None:
         first, elapsed, result = resume.next_round, resume.elapsed_s, SimResult(**resume.result)
         flat, kept, active, masks = resume.flat, resume.kept, resume.active, resume.masks
+        kept_merged = list(resume.kept_merged) if resume.kept_merged is not None else [None] * n
         wire.load_state_dict(resume.wire)
         for b, (loss, round_) in zip(best, resume.best, strict=True):
             b.loss, b.round = loss, round_
@@ -225,7 +231,7 @@ def simulate(
         val_loss, val_acc = engine.evaluate(flat, "val") if has_val else (None, None)
         for i in range(n):
             if val_loss is not None and active[i] and best[i].offer(float(val_loss[i]), r):
-                kept[i] = flat[i]
+                kept[i], kept_merged[i] = flat[i], False
             active[i] = active[i] and not best[i].stalled(r)
         epsilons = spent(engine, n)
         candidates = [Candidate(p, len(c.train_y), r, c.cluster, e)
@@ -280,6 +286,8 @@ def simulate(
             if needs.central:
                 shared = merged[i]
         flat = merged
+        if not has_val:  # the last round's models are the ones tested
+            kept_merged = [bool(merged_pairs.get(i)) for i in range(n)]
         took = [i for i, js in merged_pairs.items() if js and active[i]]
         if cfg.judge_merged and has_val and took:
             # Averaging neighbours' models often gives a better model than any one of them trained;
@@ -287,7 +295,7 @@ def simulate(
             merged_loss, _ = engine.evaluate(flat[took], "val", took)
             for i, loss in zip(took, merged_loss.tolist(), strict=True):
                 if best[i].offer(loss, r):
-                    kept[i] = flat[i]
+                    kept[i], kept_merged[i] = flat[i], True
         tested = cfg.test_every > 0 and (r % cfg.test_every == cfg.test_every - 1 or r == cfg.rounds - 1)
         epsilon = largest(spent(engine, n))
         row = {
@@ -319,13 +327,14 @@ def simulate(
                 r + 1, flat, kept, active, masks, wire.state_dict(), [(b.loss, b.round) for b in best],
                 [s.state_dict() for s in strategies], [g.getstate() for g in rngs],
                 dataclasses.asdict(result), torch.get_rng_state(), privacy,
-                elapsed + time.perf_counter() - started))
+                elapsed + time.perf_counter() - started, list(kept_merged)))
         if not active.any():
             log.info("simulate: every client stopped early by round %d", r)
             break
     final = kept if has_val else flat
     result.per_client = [float(a) for a in engine.evaluate(final, "test")[1]]
     result.best_rounds = [b.round for b in best] if has_val else [len(result.rounds) - 1] * n
+    result.kept_merged = kept_merged
     result.wall_s = elapsed + time.perf_counter() - started
     return result
 

@@ -20,8 +20,9 @@ from swarm.sim.simulator import SimResult, SimState, simulate
 torch.set_num_threads(1)
 FAST = dict(clients=8, rounds=6, train_samples=20, val_samples=5, test_samples=10, local_epochs=1, seed=3)
 RUNS = {
-    # strategy state (priors, 2-hop tables), the merge guard, best models and early stopping
-    "dac": dict(strategy="dac", merge_guard=True, patience=2, explore_unknown=True),
+    # strategy state (priors, 2-hop tables), the merge guard, best models (merged ones judged too)
+    # and early stopping
+    "dac": dict(strategy="dac", merge_guard=True, patience=2, explore_unknown=True, judge_merged=True),
     # the bag and the top-k memory across the stage switch and re-estimations
     "panm": dict(strategy="panm", stage1_rounds=2, reestimate_every=2),
     # the privacy accountant's steps and spent budget
@@ -98,6 +99,21 @@ def test_a_checkpoint_from_before_a_setting_existed_resumes_at_its_default(tmp_p
     capped = SimConfig(**{**FAST, **RUNS["dac"], "two_hop_cap": True})
     with pytest.raises(CheckpointError, match=r"other settings \(two_hop_cap\)"):
         Checkpoints(tmp_path, capped.to_dict(), every_s=60.0).load()
+
+
+def test_a_checkpoint_from_before_kept_models_were_told_apart_resumes_not_knowing(tmp_path: Path) -> None:
+    cfg = SimConfig(**{**FAST, **RUNS["dac"], "patience": 0, "rounds": 3})
+    stopped_after(cfg, 2, tmp_path)
+    saved = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    del saved["state"]["kept_merged"]
+    torch.save(saved, tmp_path / "checkpoint.pt")
+    state = Checkpoints(tmp_path, cfg.to_dict(), every_s=60.0).load()
+    assert state is not None
+    whole = simulate(cfg, wire=SnapshotWire(cfg.encoding))
+    resumed = simulate(cfg, wire=SnapshotWire(cfg.encoding), resume=state)
+    assert resumed.per_client == whole.per_client
+    for old, new, round_ in zip(resumed.kept_merged, whole.kept_merged, whole.best_rounds, strict=True):
+        assert old == (new if round_ == 2 else None)
 
 
 def test_an_unreadable_checkpoint_says_what_to_do(tmp_path: Path) -> None:

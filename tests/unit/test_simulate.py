@@ -175,7 +175,13 @@ def test_judging_merged_models_changes_which_model_is_kept_not_how_clients_train
     cfg = {**COLLAB, "rounds": 8, "strategy": "dac"}
     judged, trained_only = (simulate(SimConfig(**cfg, judge_merged=j)) for j in (True, False))
     assert [r["train_loss"] for r in judged.rounds] == [r["train_loss"] for r in trained_only.rounds]
-    assert judged.per_client != trained_only.per_client  # some client kept a merged model
+    assert judged.per_client != trained_only.per_client
+    assert any(judged.kept_merged) and not any(trained_only.kept_merged)
+    # A trained model that beat every merged one also beat every trained one: the same model is kept.
+    for i, merged in enumerate(judged.kept_merged):
+        if not merged:
+            assert judged.best_rounds[i] == trained_only.best_rounds[i], i
+            assert judged.per_client[i] == trained_only.per_client[i], i
 
 
 def test_purity_per_cluster_counts_each_clusters_own_choices() -> None:
