@@ -9,14 +9,10 @@ would measure if it measured everyone now, to set against the priors it has stor
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import statistics
 from pathlib import Path
 
-import torch
-
-from swarm.sim.config import SimConfig
-from swarm.sim.simulator import build_setup
+from checkpoint_setup import load
 
 
 def main() -> None:
@@ -25,11 +21,7 @@ def main() -> None:
     parser.add_argument("checkpoint", type=Path, help="a run's checkpoint.pt")
     parser.add_argument("--clients", default="3,75,92", help="comma-separated clients whose data scores")
     args = parser.parse_args()
-    torch.set_num_threads(1)
-    state = torch.load(args.checkpoint, weights_only=False)["state"]
-    keys = {f.name for f in dataclasses.fields(SimConfig)} - {"engine"}  # the summary names its class
-    cfg = SimConfig(**{k: v for k, v in state["result"]["config"].items() if k in keys})
-    setup = build_setup(cfg)
+    state, setup = load(args.checkpoint)
     engine, flat, clusters = setup.engine, state["flat"], [c.cluster for c in setup.clients]
     n = len(clusters)
     print(f"round {state['next_round']}")

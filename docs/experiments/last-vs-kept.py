@@ -10,14 +10,10 @@ configs), and a finished run deletes its checkpoint, so copy one near the end.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import statistics
 from pathlib import Path
 
-import torch
-
-from swarm.sim.config import SimConfig
-from swarm.sim.simulator import build_setup
+from checkpoint_setup import load
 
 
 def main() -> None:
@@ -25,11 +21,7 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("checkpoint", type=Path, help="a copy of a run's checkpoint.pt")
     args = parser.parse_args()
-    torch.set_num_threads(1)
-    state = torch.load(args.checkpoint, weights_only=False)["state"]
-    keys = {f.name for f in dataclasses.fields(SimConfig)} - {"engine"}  # the summary names its class
-    cfg = SimConfig(**{k: v for k, v in state["result"]["config"].items() if k in keys})
-    setup = build_setup(cfg)
+    state, setup = load(args.checkpoint)
     clusters = [c.cluster for c in setup.clients]
     last = setup.engine.evaluate(state["flat"], "test")[1].tolist()
     kept = setup.engine.evaluate(state["kept"], "test")[1].tolist()
