@@ -285,9 +285,9 @@ def simulate(
             merged_pairs[i] = [index[p] for p, w in weights.items() if p != ids[i] and w > 0]
             if needs.central:
                 shared = merged[i]
+        if not has_val:  # the last round's models are tested: merged ones where the merge changed them
+            kept_merged = [not torch.equal(merged[i], flat[i]) for i in range(n)]
         flat = merged
-        if not has_val:  # the last round's models are the ones tested
-            kept_merged = [bool(merged_pairs.get(i)) for i in range(n)]
         took = [i for i, js in merged_pairs.items() if js and active[i]]
         if cfg.judge_merged and has_val and took:
             # Averaging neighbours' models often gives a better model than any one of them trained;

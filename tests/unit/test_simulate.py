@@ -158,6 +158,11 @@ def test_without_a_validation_split_the_last_models_are_tested() -> None:
     assert statistics.fmean(result.per_client) == pytest.approx(result.rounds[-1]["mean_acc"])
     assert result.best_rounds == [2] * 8
     assert result.kept_merged == [True] * 8  # each client merged its neighbours in the last round
+    # FedAvg hands every client the server's average, not only the client that computed it
+    fed = simulate(SimConfig(**{**FAST, "val_samples": 0, "strategy": "fedavg", "partition": "iid"}))
+    assert fed.kept_merged == [True] * 8
+    alone = simulate(SimConfig(**{**FAST, "val_samples": 0, "strategy": "local"}))
+    assert alone.kept_merged == [False] * 8
 
 
 def test_the_best_model_on_validation_is_the_one_tested() -> None:
