@@ -40,18 +40,26 @@ ROUND_FIELDS = [
 JSON_ONLY_FIELDS = ("cluster_purity",)
 
 
+def accuracy_stats(acc: Sequence[float]) -> dict[str, Any]:
+    """Mean, spread, worst and best of per-client test accuracies, and the list itself."""
+    return {
+        "mean_acc": statistics.fmean(acc) if acc else None,
+        "std_acc": statistics.pstdev(acc) if acc else None,
+        "min_acc": min(acc, default=None),
+        "max_acc": max(acc, default=None),
+        "per_client": list(acc),
+    }
+
+
 def summary(result: SimResult) -> dict[str, Any]:
-    acc = result.per_client
     return {
         "config": result.config,
         "final": {
-            "mean_acc": statistics.fmean(acc) if acc else None,
-            "std_acc": statistics.pstdev(acc) if acc else None,
-            "min_acc": min(acc, default=None),
-            "max_acc": max(acc, default=None),
-            "per_client": acc,
+            **accuracy_stats(result.per_client),
             "best_round": result.best_rounds,
             "kept_merged": result.kept_merged,
+            # the models the clients hold at the end, whether or not validation kept them
+            "last_models": accuracy_stats(result.last_per_client) if result.last_per_client else None,
             "clusters": result.clusters,
             # Strict JSON has no Infinity: a clip-only run (no noise) has no finite epsilon.
             "epsilon_spent": result.epsilon_spent if result.epsilon_spent is None

@@ -72,6 +72,9 @@ class SimResult:
     # Whether each client's kept model is a merged one, not one just trained; None where the record
     # dates from before a resume from a checkpoint that did not say.
     kept_merged: list[bool | None] = field(default_factory=list)
+    # Test accuracy of the model each client holds at the end (the kept one may be older); the same as
+    # per_client without a validation split.
+    last_per_client: list[float] = field(default_factory=list)
     clusters: list[int] = field(default_factory=list)
     bytes_sent_total: int = 0
     epsilon_spent: float | None = None  # largest over clients; None without DP
@@ -331,8 +334,9 @@ def simulate(
         if not active.any():
             log.info("simulate: every client stopped early by round %d", r)
             break
-    final = kept if has_val else flat
-    result.per_client = [float(a) for a in engine.evaluate(final, "test")[1]]
+    last = [float(a) for a in engine.evaluate(flat, "test")[1]]
+    result.per_client = [float(a) for a in engine.evaluate(kept, "test")[1]] if has_val else last
+    result.last_per_client = last
     result.best_rounds = [b.round for b in best] if has_val else [len(result.rounds) - 1] * n
     result.kept_merged = kept_merged
     result.wall_s = elapsed + time.perf_counter() - started

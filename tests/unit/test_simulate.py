@@ -119,6 +119,10 @@ def test_cli_writes_the_summary_contract(tmp_path: Path) -> None:
     assert {"mean_acc", "std_acc", "min_acc", "max_acc", "per_client"} <= set(summary["final"])
     assert summary["final"]["mean_acc"] == pytest.approx(statistics.fmean(summary["final"]["per_client"]))
     assert all(0 <= r < 3 for r in summary["final"]["best_round"])
+    last = summary["final"]["last_models"]
+    assert set(last) == {"mean_acc", "std_acc", "min_acc", "max_acc", "per_client"}
+    assert len(last["per_client"]) == 8
+    assert last["mean_acc"] == pytest.approx(statistics.fmean(last["per_client"]))
     assert summary["bytes_sent_total"] == sum(r["bytes_sent"] for r in summary["rounds"])
     with open(out / "rounds.csv") as f:
         assert len(list(csv.DictReader(f))) == 3
@@ -157,6 +161,7 @@ def test_without_a_validation_split_the_last_models_are_tested() -> None:
     result = simulate(SimConfig(**{**FAST, "val_samples": 0, "strategy": "random"}))
     assert statistics.fmean(result.per_client) == pytest.approx(result.rounds[-1]["mean_acc"])
     assert result.best_rounds == [2] * 8
+    assert result.last_per_client == result.per_client
     assert result.kept_merged == [True] * 8  # each client merged its neighbours in the last round
     # FedAvg hands every client the server's average, not only the client that computed it
     fed = simulate(SimConfig(**{**FAST, "val_samples": 0, "strategy": "fedavg", "partition": "iid"}))
@@ -172,6 +177,12 @@ def test_the_best_model_on_validation_is_the_one_tested() -> None:
     result = simulate(cfg)
     assert any(r < 7 for r in result.best_rounds), result.best_rounds
     assert statistics.fmean(result.per_client) != pytest.approx(result.rounds[-1]["mean_acc"])
+    # the models held at the end are tested too: the last round's test accuracy, client for client
+    assert statistics.fmean(result.last_per_client) == pytest.approx(result.rounds[-1]["mean_acc"])
+    assert min(result.last_per_client) == pytest.approx(result.rounds[-1]["min_acc"])
+    for i, round_ in enumerate(result.best_rounds):
+        if round_ == 7:
+            assert result.last_per_client[i] == result.per_client[i], i
     early = simulate(SimConfig(**{**FAST, "rounds": 8, "local_epochs": 5, "lr": 0.05, "strategy": "local",
                                   "patience": 1}))
     assert len(early.rounds) < 8 or early.rounds[-1]["active"] < 8  # early stopping stopped clients
