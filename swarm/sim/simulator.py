@@ -261,6 +261,7 @@ def simulate(
         adverts = {ids[j]: strategies[j].advertise() for j in received}
         merged = flat.clone()
         shared: torch.Tensor | None = None
+        members: list[int] = []  # the clients in FedAvg's average
         merged_pairs: dict[int, list[int]] = {}
         for i in range(n):
             fetched = [ids[j] for j in chosen[i]]
@@ -269,7 +270,7 @@ def simulate(
             if not fetched:
                 continue
             if needs.central and shared is not None and pruning is None:
-                merged[i] = shared
+                merged[i], merged_pairs[i] = shared, [j for j in members if j != i]
                 continue
             weights = merge_weights(strategies[i].weights(views[i], fetched, named), by_id, me=ids[i],
                                     max_peer_epsilon=cfg.max_peer_epsilon, scheme=cfg.merge_weights)
@@ -287,7 +288,7 @@ def simulate(
                 log.warning("round %d: %s kept its own weights: %s", r, ids[i], exc)
             merged_pairs[i] = [index[p] for p, w in weights.items() if p != ids[i] and w > 0]
             if needs.central:
-                shared = merged[i]
+                shared, members = merged[i], [index[p] for p, w in weights.items() if w > 0]
         if not has_val:  # the last round's models are tested: merged ones where the merge changed them
             kept_merged = [not torch.equal(merged[i], flat[i]) for i in range(n)]
         flat = merged

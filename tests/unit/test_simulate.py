@@ -201,6 +201,14 @@ def test_judging_merged_models_changes_which_model_is_kept_not_how_clients_train
             assert judged.per_client[i] == trained_only.per_client[i], i
 
 
+def test_every_fedavg_client_merges_and_judges_the_servers_average() -> None:
+    fed = simulate(SimConfig(**{**FAST, "strategy": "fedavg", "partition": "rotation"}))
+    assert set(fed.clusters) == {0, 1}
+    # each client averages with all others, as it chose them: the merged neighbours are the chosen ones
+    assert all(r["merged_purity"] == pytest.approx(r["purity"]) for r in fed.rounds)
+    assert any(fed.kept_merged[1:]), "clients after the first were never offered the average"
+
+
 def test_purity_per_cluster_counts_each_clusters_own_choices() -> None:
     clusters = [0, 0, 1, 1, 2]
     chosen = {0: [1, 2], 1: [0], 2: [3], 3: [], 4: []}  # cluster 2 chose nobody
