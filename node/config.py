@@ -24,7 +24,7 @@ from storage.errors import InvalidCid
 from swarm.errors import ConfigError
 from swarm.peer_privacy import PeerPrivacyError, check_settings
 from swarm.prune_schedule import PruningError, schedule_from
-from swarm.selection import TOLERANCE
+from swarm.selection import TOLERANCE, check_keep
 from swarm.strategies import configured_strategy, resolve_needs
 
 ROLES = ("auto", "trainer", "pinner", "observer")
@@ -90,6 +90,7 @@ class NodeConfig:
     merge_guard: bool = True
     guard_tolerance: float = TOLERANCE
     judge_merged: bool = True
+    keep: str = "best"
     device: str = "auto"
     rounds: int = 0
     local_epochs: int = 1
@@ -144,6 +145,7 @@ class NodeConfig:
             check_settings(self.max_peer_epsilon, self.merge_weights)
         except PeerPrivacyError as exc:
             raise ConfigError(str(exc)) from None
+        check_keep(self.keep)
         self._check_strategy()
         try:
             schedule_from(vars(self))

@@ -122,7 +122,7 @@ def collect(child: Child, outcome: PeerOutcome) -> None:
 
 def local_baseline(cfg: NodeConfig) -> float:
     """Test accuracy of the same shard trained alone by the same protocol as a swarm peer: same init,
-    batches, rounds and optimizer resets, and the best model on the validation split is the one tested."""
+    batches, rounds and optimizer resets, and the model tested is the one `keep` reports."""
     from node.learner import Learner, load_shard
     from swarm.models import pick_device
 
@@ -130,7 +130,7 @@ def local_baseline(cfg: NodeConfig) -> float:
     for round_ in range(1, cfg.rounds + 1):
         learner.train(cfg.max_steps_per_round or None)
         learner.judge(round_)
-    return learner.best_test_accuracy()
+    return learner.reported()[0]
 
 
 def merge_lags(outcomes: list[PeerOutcome]) -> None:

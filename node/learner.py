@@ -31,7 +31,7 @@ from swarm.partition import ClientData, partition, split_of
 from swarm.privacy import PrivacyBudget, PrivacyConfigError, PrivateTraining, make_private
 from swarm.prune_schedule import schedule_from
 from swarm.pruning import Mask, apply_mask, density, full_mask, masked_merge, prune
-from swarm.selection import BestModel, Guarded, guard
+from swarm.selection import BestModel, Guarded, guard, reports_best
 from swarm.similarity import READS_PREVIOUS, SimilarityInputs, similarity
 from swarm.strategies import PeerView, configured_strategy, resolve_needs
 from swarm.training import ShuffledBatches, TrainStats, evaluate, make_optimizer, train_local
@@ -323,10 +323,13 @@ class Learner:
     def advertise(self, limit: int) -> dict[str, float]:
         return self.strategy.advertise(limit)
 
-    def best_test_accuracy(self) -> float:
-        """Test accuracy of the best model on the validation split (the last one without a split)."""
-        state = self.best_state if self.has_val and self.best.round >= 0 else self.state()
-        return self._on_my_data(state, "test")[1]
+    def reported(self) -> tuple[float, str]:
+        """Test accuracy of the model `--keep` reports, and which model that is: the best on the validation
+        split, or the one held now (also without a split, or before any model was judged)."""
+        if reports_best(self.cfg.keep, self.has_val) and self.best.round >= 0:
+            return (self._on_my_data(self.best_state, "test")[1],
+                    f"the best model on validation, round {self.best.round}")
+        return self._on_my_data(self.state(), "test")[1], "the model it holds"
 
     def scores(self, theirs: Mapping[str, StateDict]) -> dict[str, float]:
         """Similarity of each peer's model to mine, given what the metric reads (PANM's: both current

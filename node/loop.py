@@ -188,10 +188,9 @@ class Node:
                 if rest > 0:
                     self.stop.wait(rest)
             if self.learner is not None and not self.stop.is_set():
-                acc = self.learner.best_test_accuracy()
+                acc, which = self.learner.reported()
                 self.status.state = "done"
-                self.event(f"finished {self.round} rounds, test accuracy {acc:.3f} (the best model on "
-                           f"validation, round {self.learner.best.round})", test_acc=acc,
+                self.event(f"finished {self.round} rounds, test accuracy {acc:.3f} ({which})", test_acc=acc,
                            bytes_in=self.status.bytes_in, bytes_out=self.status.bytes_out,
                            merges=self.merges, cluster=self.learner.cluster)
             return 0

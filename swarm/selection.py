@@ -1,4 +1,5 @@
-"""Which model a peer keeps: the merge guard, and the best model on its own validation split.
+"""Which model a peer keeps: the merge guard, the best model on its own validation split, and which
+model it reports at the end (`KEEP`).
 
 Both runtimes call these with a `loss_of(weights)` callback that merges with the given weights and
 returns the merged model's loss on the peer's validation split (the runtime owns models and data).
@@ -13,6 +14,8 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+
+from swarm.errors import ConfigError
 
 LossOf = Callable[[Mapping[str, float]], float]
 # Averaging two models costs some progress at first even when both learn the same task (the mean of
@@ -72,6 +75,24 @@ def guard(me: str, weights: Mapping[str, float], own_loss: float, loss_of: LossO
     return Guarded(normalised({me: mine, best: weights[best]}), rejected)
 
 
+# The model a peer reports when its rounds are done: "best", its lowest validation loss (the thesis),
+# or "last", the model it holds. Without early stopping the last one tested better at full scale:
+# clients that merge every round do not overfit their few images, while picking one of hundreds of
+# models on 100 validation images picks noise and can keep an early one (docs/results.md).
+KEEP = ("best", "last")
+
+
+def check_keep(keep: str) -> None:
+    if keep not in KEEP:
+        raise ConfigError(f"setting keep must be one of {', '.join(KEEP)}, got {keep!r}")
+
+
+def reports_best(keep: str, has_val: bool) -> bool:
+    """Whether the model reported is the best one on validation (else the one held at the end): only
+    with a validation split to judge by, and when `keep` asks for it."""
+    return has_val and keep == "best"
+
+
 @dataclass
 class BestModel:
     """The round with the lowest validation loss so far, and early stopping on it."""
@@ -89,3 +110,10 @@ class BestModel:
 
     def stalled(self, round_: int) -> bool:
         return self.patience > 0 and self.round >= 0 and round_ - self.round >= self.patience
+
+    def last_round(self, final_round: int) -> int:
+        """The round a peer's last model comes from, its rounds ending at `final_round`: the round
+        early stopping stopped it, or the final one."""
+        if self.patience > 0 and self.round >= 0:
+            return min(self.round + self.patience, final_round)
+        return final_round

@@ -80,6 +80,8 @@ HELP = {
     "judge_merged": "the model a merge gives is judged on validation too, and kept as this peer's best model "
                     "if it beats every earlier one (default on; off: only freshly trained models, as in "
                     "the thesis)",
+    "keep": "the model this peer tests and reports when its rounds are done: best (default: its lowest "
+            "validation loss so far) or last (the model it holds at the end)",
     "max_peer_epsilon": "merge only models whose publishers spent at most this DP epsilon (as announced, and "
                         "checked again in the fetched snapshot); a peer without DP counts as infinite "
                         "epsilon and is never merged while this is on (default 0: off)",

@@ -49,6 +49,7 @@ class SimConfig:
     merge_guard: bool = True  # merge only neighbours that do not raise the loss on my validation split
     guard_tolerance: float = TOLERANCE  # the merge guard's allowed relative rise of that loss
     judge_merged: bool = True  # the merged model, too, may be kept as the best on validation
+    keep: str = "best"  # the model tested at the end: "best" on validation, or "last" (swarm.selection.KEEP)
     patience: int = 0  # early stopping: rounds without a better validation loss; 0 = never stop
     test_every: int = 1  # evaluate every client's current model on its test split every k rounds
     encoding: str = "fp32"  # fp32, fp16, int8, topk-delta; pruned tensors travel as mask + values

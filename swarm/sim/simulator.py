@@ -29,7 +29,7 @@ from swarm.peer_privacy import check_settings, eligible, merge_weights
 from swarm.privacy import PrivacyBudget
 from swarm.prune_schedule import schedule_from
 from swarm.pruning import RowPruning
-from swarm.selection import BestModel, guard
+from swarm.selection import BestModel, check_keep, guard, reports_best
 from swarm.sim.config import SimConfig
 from swarm.sim.dp_engine import PrivateLoopEngine
 from swarm.sim.engine import BatchedEngine, Layout, LoopEngine, TrainSettings
@@ -171,6 +171,7 @@ def simulate(
     wire = wire or RawWire()
     needs = resolve_needs(cfg.strategy, "simulator", cfg.similarity)
     check_settings(cfg.max_peer_epsilon, cfg.merge_weights)
+    check_keep(cfg.keep)
     metric_name = check_name(needs.similarity)
     torch.manual_seed(cfg.seed)
     device = pick_device(cfg.device)
@@ -201,6 +202,7 @@ def simulate(
         log.warning("simulate: no validation split (val_samples = 0): no merge guard, no best-model "
                     "selection, no early stopping; the last round's models are reported")
     guarded = cfg.merge_guard and has_val and not needs.central
+    best_tested = reports_best(cfg.keep, has_val)
     best = [BestModel(cfg.patience if has_val else 0) for _ in range(n)]
     kept = flat.clone()  # each client's best model on its validation split so far
     kept_merged: list[bool | None] = [False] * n
@@ -289,8 +291,7 @@ def simulate(
             merged_pairs[i] = [index[p] for p, w in weights.items() if p != ids[i] and w > 0]
             if needs.central:
                 shared, members = merged[i], [index[p] for p, w in weights.items() if w > 0]
-        if not has_val:  # the last round's models are tested: merged ones where the merge changed them
-            kept_merged = [not torch.equal(merged[i], flat[i]) for i in range(n)]
+        changed = [not torch.equal(merged[i], flat[i]) for i in range(n)]
         flat = merged
         took = [i for i, js in merged_pairs.items() if js and active[i]]
         if cfg.judge_merged and has_val and took:
@@ -300,6 +301,8 @@ def simulate(
             for i, loss in zip(took, merged_loss.tolist(), strict=True):
                 if best[i].offer(loss, r):
                     kept[i], kept_merged[i] = flat[i], True
+        if not best_tested:  # the models held now are tested: merged ones where this round's merge changed
+            kept_merged = list(changed)  # them (a stopped client holds the model it trained last)
         tested = cfg.test_every > 0 and (r % cfg.test_every == cfg.test_every - 1 or r == cfg.rounds - 1)
         epsilon = largest(spent(engine, n))
         row = {
@@ -336,9 +339,10 @@ def simulate(
             log.info("simulate: every client stopped early by round %d", r)
             break
     last = [float(a) for a in engine.evaluate(flat, "test")[1]]
-    result.per_client = [float(a) for a in engine.evaluate(kept, "test")[1]] if has_val else last
+    result.per_client = [float(a) for a in engine.evaluate(kept, "test")[1]] if best_tested else last
     result.last_per_client = last
-    result.best_rounds = [b.round for b in best] if has_val else [len(result.rounds) - 1] * n
+    final_round = len(result.rounds) - 1
+    result.best_rounds = [b.round if best_tested else b.last_round(final_round) for b in best]
     result.kept_merged = kept_merged
     result.wall_s = elapsed + time.perf_counter() - started
     return result

@@ -105,8 +105,9 @@ def test_the_merge_guard_refuses_a_poisoned_model_and_tells_the_strategy() -> No
     assert verdict.rejected == []
 
 
-def test_the_best_model_on_validation_is_the_one_tested() -> None:
-    a = learner(lr=0.01)
+@pytest.mark.parametrize("keep", ["best", "last"])
+def test_the_model_keep_names_is_the_one_tested(keep: str) -> None:
+    a = learner(lr=0.01, keep=keep)
     for _ in range(3):
         a.train(None)
     loss, _ = a.judge(1)
@@ -114,9 +115,13 @@ def test_the_best_model_on_validation_is_the_one_tested() -> None:
     a.model.load_state_dict({k: torch.zeros_like(v) for k, v in best.items()})  # a useless model
     worse, _ = a.judge(2)
     assert worse > loss and a.best.round == 1
-    assert a.evaluate("test")[1] < 0.2 < a.best_test_accuracy()  # the zeroed model is not the one tested
+    acc, which = a.reported()
+    if keep == "best":  # the zeroed model is not the one tested
+        assert a.evaluate("test")[1] < 0.2 < acc and which == "the best model on validation, round 1"
+    else:
+        assert acc == pytest.approx(a.evaluate("test")[1]) and acc < 0.2 and which == "the model it holds"
     a.model.load_state_dict(best)
-    assert a.best_test_accuracy() == pytest.approx(a.evaluate("test")[1])
+    assert a.reported()[0] == pytest.approx(a.evaluate("test")[1])
 
 
 def test_a_volunteers_image_folder_becomes_a_shard(tmp_path: Path) -> None:

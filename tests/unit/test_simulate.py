@@ -188,6 +188,24 @@ def test_the_best_model_on_validation_is_the_one_tested() -> None:
     assert len(early.rounds) < 8 or early.rounds[-1]["active"] < 8  # early stopping stopped clients
 
 
+def test_keep_last_reports_the_models_held_at_the_end() -> None:
+    overfit = {**FAST, "rounds": 8, "local_epochs": 5, "lr": 0.05, "strategy": "local"}
+    best, last = (simulate(SimConfig(**overfit, keep=k)) for k in ("best", "last"))
+    assert [r["train_loss"] for r in best.rounds] == [r["train_loss"] for r in last.rounds]
+    assert last.per_client == last.last_per_client == best.last_per_client != best.per_client
+    assert last.best_rounds == [7] * 8 and last.kept_merged == [False] * 8
+    # early stopping still judges by the validation loss; a stopped client's last model is from its stop
+    stopped = simulate(SimConfig(**overfit, keep="last", patience=1))
+    judged = simulate(SimConfig(**overfit, patience=1))
+    assert stopped.best_rounds == [min(r + 1, 7) for r in judged.best_rounds] != [7] * 8
+    # with neighbours, a client's last model is a merged one where the last round's merge changed it
+    mixed = simulate(SimConfig(**{**COLLAB, "rounds": 4, "strategy": "random", "merge_guard": False,
+                                  "keep": "last"}))
+    assert mixed.kept_merged == [True] * 20
+    with pytest.raises(ConfigError, match="keep must be one of best, last"):
+        simulate(SimConfig(**FAST, keep="newest"))
+
+
 def test_judging_merged_models_changes_which_model_is_kept_not_how_clients_train() -> None:
     cfg = {**COLLAB, "rounds": 8, "strategy": "dac"}
     judged, trained_only = (simulate(SimConfig(**cfg, judge_merged=j)) for j in (True, False))
