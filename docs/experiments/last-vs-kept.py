@@ -19,12 +19,12 @@ from pathlib import Path
 
 
 def from_summary(path: Path) -> tuple[str, list[float], list[float], list[int], list[int]]:
-    final = json.loads(path.read_text())["final"]
+    summary = json.loads(path.read_text())
+    final = summary["final"]
     if not final.get("last_models"):
         raise SystemExit(f"{path} records no last models (a run from before 8f0abf6): use a checkpoint copy")
-    rounds = len(json.loads(path.read_text())["rounds"])
-    return (f"the end of round {rounds - 1}", final["last_models"]["per_client"], final["per_client"],
-            final["clusters"], final["best_round"])
+    return (f"the end of round {len(summary['rounds']) - 1}", final["last_models"]["per_client"],
+            final["per_client"], final["clusters"], final["best_round"])
 
 
 def from_checkpoint(path: Path) -> tuple[str, list[float], list[float], list[int], list[int]]:

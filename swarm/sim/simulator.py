@@ -291,8 +291,7 @@ def simulate(
             merged_pairs[i] = [index[p] for p, w in weights.items() if p != ids[i] and w > 0]
             if needs.central:
                 shared, members = merged[i], [index[p] for p, w in weights.items() if w > 0]
-        changed = [not torch.equal(merged[i], flat[i]) for i in range(n)]
-        flat = merged
+        trained, flat = flat, merged
         took = [i for i, js in merged_pairs.items() if js and active[i]]
         if cfg.judge_merged and has_val and took:
             # Averaging neighbours' models often gives a better model than any one of them trained;
@@ -302,7 +301,8 @@ def simulate(
                 if best[i].offer(loss, r):
                     kept[i], kept_merged[i] = flat[i], True
         if not best_tested:  # the models held now are tested: merged ones where this round's merge changed
-            kept_merged = list(changed)  # them (a stopped client holds the model it trained last)
+            # them (a stopped client holds the model it trained last)
+            kept_merged = [not torch.equal(flat[i], trained[i]) for i in range(n)]
         tested = cfg.test_every > 0 and (r % cfg.test_every == cfg.test_every - 1 or r == cfg.rounds - 1)
         epsilon = largest(spent(engine, n))
         row = {
