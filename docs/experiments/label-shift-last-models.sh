@@ -6,7 +6,10 @@
 # runs are skipped, interrupted ones resume from checkpoint.pt; two copies share the rows out:
 #   nice -n 10 bash docs/experiments/label-shift-last-models.sh [RUNS_DIR] &
 #   nice -n 10 bash docs/experiments/label-shift-last-models.sh [RUNS_DIR] &
-# then: .venv/bin/python docs/experiments/last-models-row.py RUNS_DIR/thesis-label-shift-diagnostics/ours-*
+# then (one folder per seed; a glob would also catch the runs' .lock files):
+#   .venv/bin/python docs/experiments/last-models-row.py \
+#     RUNS_DIR/thesis-label-shift-diagnostics/ours-judge-merged-no-patience-s{1,2,3} \
+#     --against oracle:last=RUNS_DIR/thesis-label-shift-diagnostics/oracle-judge-merged-no-patience-s{seed}
 set -euo pipefail
 runs=${1:-runs}
 LABEL_SHIFT=swarm/configs/fmnist-label-shift-thesis.toml
