@@ -27,7 +27,7 @@ from multiaddr import Multiaddr
 from p2p.addresses import AddressError, parse_tcp
 from p2p.announcement import AnnouncementError, topic_for
 from p2p.bans import BanEnforcer
-from p2p.host import build_host, build_pubsub, innermost_error, quiet_libp2p_logs
+from p2p.host import build_host, build_pubsub, innermost_error, quiet_libp2p_logs, running
 from p2p.identity import KEY_FILE, IdentityError, load_or_create
 from p2p.manifest_offer import ManifestOfferService, ManifestOptionError, parse_manifest_options
 from p2p.reach import ReachService
@@ -75,7 +75,7 @@ async def serve(key_file: Path, listen: Multiaddr, swarms: list[str], announce: 
     ManifestOfferService(host, offered)
     bans = BanEnforcer(host, pubsub, AnnounceValidator())
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-        async with host.run([listen]), background_trio_service(pubsub), background_trio_service(router):
+        async with running(host, [listen]), background_trio_service(pubsub), background_trio_service(router):
             await pubsub.wait_until_ready()
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(bans.run)

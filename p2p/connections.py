@@ -1,10 +1,9 @@
 """Keeps a node connected: bootstrap dialing, rendezvous register/discover, an address book, redials.
 
-py-libp2p blacklists a peer for 60 s after a failed dial and knows only its peerstore (its own
-AutoConnector dials peerstore entries toward go-libp2p's watermarks, 150 connections, not a node's
-target: measured on 0.8.1, it connects a peer added to the peerstore within 10 s), so this loop unblocks
-and redials with its own exponential backoff. The address book is saved in the data dir, so a
-restarted node finds its old neighbours even when every bootstrap is gone.
+py-libp2p blacklists a peer for 60 s after a failed dial and knows only its peerstore, so this loop
+unblocks and redials with its own exponential backoff, up to the node's target. It is the only dialer:
+hosts run through `p2p.host.running`, which stops py-libp2p's AutoConnector. The address book is saved
+in the data dir, so a restarted node finds its old neighbours even when every bootstrap is gone.
 """
 
 from __future__ import annotations

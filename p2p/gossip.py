@@ -33,7 +33,7 @@ from p2p.announcement import Announcement, AnnouncementError, topic_for
 from p2p.bans import BanEnforcer
 from p2p.connections import PeerKeeper, parse_peer_addr
 from p2p.errors import P2PError
-from p2p.host import MeshParams, build_host, build_pubsub, innermost_error, quiet_libp2p_logs
+from p2p.host import MeshParams, build_host, build_pubsub, innermost_error, quiet_libp2p_logs, running
 from p2p.identity import KEY_FILE, load_or_create, peer_id_of
 from p2p.validator import AnnounceValidator, ValidationPolicy
 
@@ -201,7 +201,8 @@ class GossipService:
         with trio.CancelScope() as cancel:
             self._cancel = cancel
             self._token = trio.lowlevel.current_trio_token()
-            async with host.run([listen]), background_trio_service(pubsub), background_trio_service(router):
+            async with running(host, [listen]), background_trio_service(pubsub), \
+                    background_trio_service(router):
                 await pubsub.wait_until_ready()
                 keeper = PeerKeeper(host, self.config.swarm_id, self.config.bootstrap, data_dir,
                                     self.config.target_peers, self._event, self.config.static_peers)

@@ -2,28 +2,32 @@
 
 Settings that py-libp2p's defaults get wrong for us (see docs/protocol.md): only Noise + Yamux (its
 default host also accepts plaintext and secio), gossipsub v1.2 and v1.1 (go-libp2p-pubsub <= 0.10 speaks
-1.1 at most), 1 s heartbeat instead of 120 s, and a forwarding rate limit sized to our traffic instead
-of a silent 10 messages/s.
+1.1 at most), 1 s heartbeat instead of 120 s, a forwarding rate limit sized to our traffic instead
+of a silent 10 messages/s, and no AutoConnector (`running`).
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import cast
 
 from libp2p import new_host
 from libp2p.abc import IHost
 from libp2p.crypto.keys import KeyPair
 from libp2p.crypto.x25519 import create_new_key_pair as create_new_x25519_key_pair
 from libp2p.custom_types import TProtocol
+from libp2p.network.swarm import Swarm
 from libp2p.pubsub.gossipsub import PROTOCOL_ID_V11, PROTOCOL_ID_V12, GossipSub
 from libp2p.pubsub.pubsub import Pubsub
 from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
 from libp2p.security.noise.transport import Transport as NoiseTransport
 from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
 from libp2p.stream_muxer.yamux.yamux import Yamux
+from multiaddr import Multiaddr
 
 from p2p.addresses import advertised
 
@@ -63,6 +67,18 @@ def build_host(key_pair: KeyPair, announce: Sequence[str] = ()) -> IHost:
         enable_upnp=False,
         addrs_factory=lambda candidates: advertised(candidates, announce),
     )
+
+
+@asynccontextmanager
+async def running(host: IHost, listen: Sequence[Multiaddr]) -> AsyncIterator[None]:
+    """`host.run(listen)` without py-libp2p's AutoConnector. That one dials every peer in the peerstore
+    toward go-libp2p's watermarks (150 connections), ignoring a node's `target_peers` and PeerKeeper's
+    backoff, and makes a bootstrap dial every volunteer it has heard of, most of them behind NAT.
+    Whom a node dials is PeerKeeper's decision alone."""
+    async with host.run(listen):
+        # Swarm.run starts it before `listen` returns, so stopping it here cannot race its start.
+        await cast(Swarm, host.get_network()).auto_connector.stop()
+        yield
 
 
 def build_pubsub(host: IHost, params: MeshParams | None = None) -> tuple[Pubsub, GossipSub]:

@@ -30,7 +30,7 @@ from p2p.addresses import LOOPBACK_LISTEN
 from p2p.announcement import AnnouncementError, topic_for
 from p2p.connections import parse_peer_addr
 from p2p.errors import P2PError
-from p2p.host import build_host, quiet_libp2p_logs
+from p2p.host import build_host, quiet_libp2p_logs, running
 from p2p.streams import MessageTooLarge, open_stream, read_all, reply_object, reset, send_reply, send_request
 from storage.cid import normalize_cid
 from storage.errors import InvalidCid
@@ -188,7 +188,7 @@ async def _ask_all(bootstraps: list[str], swarm: str, timeout: float) -> Offers:
             offers.failures[pid] = str(exc)
 
     # Outbound only: loopback listening is enough, and nothing of this host is advertised.
-    async with host.run([Multiaddr(LOOPBACK_LISTEN)]), trio.open_nursery() as nursery:
+    async with running(host, [Multiaddr(LOOPBACK_LISTEN)]), trio.open_nursery() as nursery:
         for addr in bootstraps:
             nursery.start_soon(ask, addr)
     return offers

@@ -36,7 +36,7 @@ from node.commands.join import CONFIG_HELP, add_setting_flags
 from node.config import ConfigError, NodeConfig, load_config
 from node.ipfs_setup import PRIVATE
 from p2p.connections import BootstrapAddrError, parse_peer_addr
-from p2p.host import build_host, quiet_libp2p_logs
+from p2p.host import build_host, quiet_libp2p_logs, running
 from p2p.reach import MAX_CANDIDATES, Reach, ReachError, ask_reach
 from p2p.validator import ValidationPolicy
 from storage.daemon import DaemonError, daemon_command
@@ -152,7 +152,7 @@ async def _network(cfg: NodeConfig) -> list[Check]:
     listen = Multiaddr(cfg.listen)  # NodeConfig has checked it is /ip4/HOST/tcp/PORT
     # With --announce-addr the reach check asks about exactly those addresses (a forwarded port).
     host = build_host(create_new_key_pair(), cfg.announce_addr)
-    async with host.run([listen]):
+    async with running(host, [listen]):
         answered = await _dial_bootstraps(host, peers)
         if not answered:
             addrs = ", ".join(cfg.bootstrap)
