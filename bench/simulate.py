@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import random
 import time
-import tomllib
 from pathlib import Path
 
 import torch
@@ -24,7 +23,7 @@ import torch
 from swarm.data import load_dataset
 from swarm.models import build_model
 from swarm.partition import partition
-from swarm.sim.config import SimConfig
+from swarm.sim.config import SimConfig, load_config
 from swarm.sim.engine import BatchedEngine, Layout, LoopEngine, TrainSettings
 from swarm.sim.simulator import simulate
 from swarm.similarity import flatten
@@ -68,25 +67,28 @@ def engine_round(
 
 
 def measure_thesis(clients: int | None, rounds: int) -> None:
-    cfg = tomllib.loads(THESIS_CONFIG.read_text())["simulate"]
-    n = clients or cfg["clients"]
-    ds = load_dataset(cfg["dataset"])
-    parts = partition(ds, cfg["partition"], cfg["clients"], train=cfg["train_samples"],
-                      val=cfg["val_samples"], test=0, seed=cfg["seed"], split=cfg["split"])[:n]
-    settings = TrainSettings(cfg["local_epochs"], cfg["batch_size"], cfg["lr"], cfg["optimizer"], cfg["seed"])
+    cfg = load_config(THESIS_CONFIG)
+    n = clients or cfg.clients
+    if n <= cfg.neighbours:
+        raise SystemExit(f"--clients must be at least {cfg.neighbours + 1}: each client samples "
+                         f"{cfg.neighbours} neighbours among the others")
+    ds = load_dataset(cfg.dataset)
+    parts = partition(ds, cfg.partition, cfg.clients, train=cfg.train_samples,
+                      val=cfg.val_samples, test=0, seed=cfg.seed, split=cfg.split)[:n]
+    settings = TrainSettings(cfg.local_epochs, cfg.batch_size, cfg.lr, cfg.optimizer, cfg.seed)
     runs = {}
     for name, cls in ENGINES.items():
-        torch.manual_seed(cfg["seed"])
-        layout = Layout(build_model(cfg["model"]))
+        torch.manual_seed(cfg.seed)
+        layout = Layout(build_model(cfg.model))
         engine = cls(layout, parts, settings)
         flat, total = flatten(layout.model.state_dict()).repeat(n, 1), {}
         cpu = time.process_time()
         for r in range(rounds):
-            seconds, flat, losses, acc = engine_round(engine, flat, r, cfg["neighbours"], cfg["seed"])
+            seconds, flat, losses, acc = engine_round(engine, flat, r, cfg.neighbours, cfg.seed)
             total = {k: total.get(k, 0.0) + v for k, v in seconds.items()}
         runs[name] = (total, (time.process_time() - cpu) / rounds, flat, losses, acc)
-    print(f"thesis setting ({THESIS_CONFIG.name}: {cfg['model']}, {n} clients x {cfg['train_samples']} "
-          f"samples, batch {cfg['batch_size']}, {cfg['neighbours']} neighbours, dac inverse-loss), "
+    print(f"thesis setting ({THESIS_CONFIG.name}: {cfg.model}, {n} clients x {cfg.train_samples} "
+          f"samples, batch {cfg.batch_size}, {cfg.neighbours} neighbours, dac inverse-loss), "
           f"{rounds} round(s), {torch.get_num_threads()} thread(s)")
     for name, (total, cpu, *_) in runs.items():
         phases = "  ".join(f"{k} {v / rounds:6.2f}" for k, v in total.items())
