@@ -21,13 +21,12 @@ from pathlib import Path
 
 import trio
 from libp2p.discovery.rendezvous.service import RendezvousService
-from libp2p.tools.anyio_service import background_trio_service
 from multiaddr import Multiaddr
 
 from p2p.addresses import AddressError, parse_tcp
 from p2p.announcement import AnnouncementError, topic_for
 from p2p.bans import BanEnforcer
-from p2p.host import build_host, build_pubsub, innermost_error, quiet_libp2p_logs, running
+from p2p.host import build_host, build_pubsub, gossiping, innermost_error, quiet_libp2p_logs
 from p2p.identity import KEY_FILE, IdentityError, load_or_create
 from p2p.manifest_offer import ManifestOfferService, ManifestOptionError, parse_manifest_options
 from p2p.reach import ReachService
@@ -75,23 +74,19 @@ async def serve(key_file: Path, listen: Multiaddr, swarms: list[str], announce: 
     ManifestOfferService(host, offered)
     bans = BanEnforcer(host, pubsub, AnnounceValidator())
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-        async with running(host, [listen]), background_trio_service(pubsub), background_trio_service(router):
-            await pubsub.wait_until_ready()
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(bans.run)
-                for swarm in swarms:
-                    topic = topic_for(swarm)
-                    pubsub.set_topic_validator(topic, bans.validate, False)
-                    nursery.start_soon(_discard, await pubsub.subscribe(topic))
-                if not host.get_addrs():  # py-libp2p logs a failed bind and carries on without a listener
-                    raise OSError("the address is in use or not local; pick another --listen port")
-                print(f"BOOTSTRAP {host.get_addrs()[0]}", flush=True)
-                log.info("serving swarm(s) %s", ", ".join(
-                    f"{swarm} (manifest {cid})" if cid else swarm for swarm, cid in offered.items()))
-                async for signum in signals:
-                    log.info("stopping on signal %d", signum)
-                    nursery.cancel_scope.cancel()
-                    break
+        async with gossiping(host, pubsub, router, [listen]) as addrs, trio.open_nursery() as nursery:
+            nursery.start_soon(bans.run)
+            for swarm in swarms:
+                topic = topic_for(swarm)
+                pubsub.set_topic_validator(topic, bans.validate, False)
+                nursery.start_soon(_discard, await pubsub.subscribe(topic))
+            print(f"BOOTSTRAP {addrs[0]}", flush=True)
+            log.info("serving swarm(s) %s", ", ".join(
+                f"{swarm} (manifest {cid})" if cid else swarm for swarm, cid in offered.items()))
+            async for signum in signals:
+                log.info("stopping on signal %d", signum)
+                nursery.cancel_scope.cancel()
+                break
 
 
 async def _discard(sub: object) -> None:

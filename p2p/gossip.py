@@ -25,7 +25,6 @@ from typing import Any
 
 import trio
 from libp2p.peer.id import ID
-from libp2p.tools.anyio_service import background_trio_service
 from multiaddr import Multiaddr
 
 from p2p.addresses import LOOPBACK_LISTEN, AddressError, parse_tcp
@@ -33,7 +32,7 @@ from p2p.announcement import Announcement, AnnouncementError, topic_for
 from p2p.bans import BanEnforcer
 from p2p.connections import PeerKeeper, parse_peer_addr
 from p2p.errors import P2PError
-from p2p.host import MeshParams, build_host, build_pubsub, innermost_error, quiet_libp2p_logs, running
+from p2p.host import MeshParams, build_host, build_pubsub, gossiping, innermost_error, quiet_libp2p_logs
 from p2p.identity import KEY_FILE, load_or_create, peer_id_of
 from p2p.validator import AnnounceValidator, ValidationPolicy
 
@@ -201,18 +200,14 @@ class GossipService:
         with trio.CancelScope() as cancel:
             self._cancel = cancel
             self._token = trio.lowlevel.current_trio_token()
-            async with running(host, [listen]), background_trio_service(pubsub), \
-                    background_trio_service(router):
-                await pubsub.wait_until_ready()
+            async with gossiping(host, pubsub, router, [listen]) as addrs:
                 keeper = PeerKeeper(host, self.config.swarm_id, self.config.bootstrap, data_dir,
                                     self.config.target_peers, self._event, self.config.static_peers)
                 bans = BanEnforcer(host, pubsub, self._validator, event=self._event, count=self._count,
                                    on_ban=keeper.hold_off)
                 pubsub.set_topic_validator(self.topic, bans.validate, False)
                 sub = await pubsub.subscribe(self.topic)
-                self.addrs = [str(a) for a in host.get_addrs()]
-                if not self.addrs:  # py-libp2p logs a failed bind and carries on without a listener
-                    raise OSError("the address is in use or not local; pick another --listen port")
+                self.addrs = [str(a) for a in addrs]
                 self._outbox = send
                 self._event(f"listening on {', '.join(self.addrs)}")
                 self._ready.set()

@@ -3,7 +3,7 @@
 Settings that py-libp2p's defaults get wrong for us (see docs/protocol.md): only Noise + Yamux (its
 default host also accepts plaintext and secio), gossipsub v1.2 and v1.1 (go-libp2p-pubsub <= 0.10 speaks
 1.1 at most), 1 s heartbeat instead of 120 s, a forwarding rate limit sized to our traffic instead
-of a silent 10 messages/s, and no AutoConnector (`running`).
+of a silent 10 messages/s, and no AutoConnector (`running`; `gossiping` adds the pubsub services).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
 from libp2p.security.noise.transport import Transport as NoiseTransport
 from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
 from libp2p.stream_muxer.yamux.yamux import Yamux
+from libp2p.tools.anyio_service import background_trio_service
 from multiaddr import Multiaddr
 
 from p2p.addresses import advertised
@@ -79,6 +80,20 @@ async def running(host: IHost, listen: Sequence[Multiaddr]) -> AsyncIterator[Non
         # Swarm.run starts it before `listen` returns, so stopping it here cannot race its start.
         await cast(Swarm, host.get_network()).auto_connector.stop()
         yield
+
+
+@asynccontextmanager
+async def gossiping(host: IHost, pubsub: Pubsub, router: GossipSub,
+                    listen: Sequence[Multiaddr]) -> AsyncIterator[list[Multiaddr]]:
+    """The host `running` with its pubsub and router services started and ready; yields the
+    addresses it listens on. OSError if there are none: py-libp2p logs a failed bind and carries on
+    without a listener."""
+    async with running(host, listen), background_trio_service(pubsub), background_trio_service(router):
+        await pubsub.wait_until_ready()
+        addrs = list(host.get_addrs())
+        if not addrs:
+            raise OSError("the address is in use or not local; pick another --listen port")
+        yield addrs
 
 
 def build_pubsub(host: IHost, params: MeshParams | None = None) -> tuple[Pubsub, GossipSub]:

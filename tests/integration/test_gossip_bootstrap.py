@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import socket
 import subprocess
 import sys
 import time
@@ -31,3 +32,15 @@ def test_bad_swarm_id_is_refused_with_a_message(tmp_path: Path) -> None:
                            "--data-dir", str(tmp_path)], capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
     assert "swarm id" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_taken_port_is_refused_with_a_message(tmp_path: Path) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        listen = f"/ip4/127.0.0.1/tcp/{s.getsockname()[1]}"
+        done = subprocess.run([sys.executable, "-m", "bootstrap.cli", "--swarm", "s1", "--listen", listen,
+                               "--data-dir", str(tmp_path)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert f"cannot listen on {listen}" in done.stderr and "pick another --listen port" in done.stderr
+    assert "Traceback" not in done.stderr and "BOOTSTRAP" not in done.stdout
